@@ -1,0 +1,383 @@
+"""The case file: one SQLite database per incident, the only place where state lives.
+
+Every stage reads its inputs from here and replaces its own output tables, so any stage can be
+rerun and a whole triage can be repeated to the same result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+
+from . import __version__
+from .errors import CaseError
+
+CASE_FORMAT = 1
+
+# Tables and their primary keys; created up front so a fresh case opens in Datasette
+# or the sqlite3 shell with its whole shape visible.
+SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
+    "meta": ({"key": str, "value": str}, "key"),
+    "runs": (
+        {
+            "id": int,
+            "command": str,
+            "args": str,
+            "camleak_version": str,
+            "started": str,
+            "ended": str,
+            "status": str,
+            "counts": str,
+            "error": str,
+        },
+        "id",
+    ),
+    "inputs": (
+        {
+            "id": int,
+            "kind": str,
+            "path": str,
+            "size": int,
+            "sha256": str,
+            "ingested_at": str,
+            "status": str,
+            "items": int,
+            "skipped": int,
+        },
+        "id",
+    ),
+    "problems": (
+        {
+            "id": int,
+            "input_id": int,
+            "stage": str,
+            "path": str,
+            "line": int,
+            "member": str,
+            "kind": str,
+            "message": str,
+            "raw": str,
+        },
+        "id",
+    ),
+    "devices": (
+        {
+            "device_id": str,
+            "home_id": str,
+            "owner_account": str,
+            "shared_accounts": str,
+            "input_id": int,
+            "line": int,
+        },
+        "device_id",
+    ),
+    "events": (
+        {
+            "event_key": str,
+            "ts": str,
+            "ts_ms": int,
+            "account_id": str,
+            "device_id": str,
+            "snapshot": str,
+            "event": str,
+            "integration": str,
+            "request_id": str,
+            "input_id": int,
+            "line": int,
+        },
+        "event_key",
+    ),
+    "frames": (
+        {
+            "frame_id": str,
+            "role": str,
+            "snapshot": str,
+            "ref_device": str,
+            "input_id": int,
+            "member": str,
+            "size": int,
+            "sha256": str,
+        },
+        "frame_id",
+    ),
+    "fingerprints": (
+        {
+            "frame_id": str,
+            "status": str,
+            "reason": str,
+            "format": str,
+            "width": int,
+            "height": int,
+            "truncated": int,
+            "decoded_fraction": float,
+            "quality": float,
+            "phash": str,
+            "dhash": str,
+            "band_phash": str,
+            "band_dhash": str,
+            "params": str,
+        },
+        "frame_id",
+    ),
+    "clusters": (
+        {
+            "cluster_id": int,
+            "frames": int,
+            "snapshots": int,
+            "references": int,
+            "medoid": str,
+            "source_device": str,
+            "attribution": str,
+            "confidence": float,
+            "votes": str,
+            "reason": str,
+        },
+        "cluster_id",
+    ),
+    "frame_clusters": (
+        {"frame_id": str, "cluster_id": int, "via": str, "distance": int},
+        "frame_id",
+    ),
+    "attributions": (
+        {
+            "snapshot": str,
+            "frame_id": str,
+            "cluster_id": int,
+            "source_device": str,
+            "source_home": str,
+            "attribution": str,
+            "confidence": float,
+            "reason": str,
+        },
+        "snapshot",
+    ),
+    "exposures": (
+        {
+            "recipient_account": str,
+            "source_device": str,
+            "source_home": str,
+            "source_owner": str,
+            "events": int,
+            "viewed_events": int,
+            "snapshots": int,
+            "first_seen": str,
+            "last_seen": str,
+            "integrations": str,
+            "evidence": str,
+            "attribution": str,
+            "confidence": float,
+            "evidence_snapshots": str,
+            "max_distance": int,
+        },
+        ("recipient_account", "source_device"),
+    ),
+}
+
+INDEXES = [
+    ("events", ["snapshot"]),
+    ("events", ["account_id"]),
+    ("frames", ["snapshot"]),
+    ("problems", ["stage"]),
+]
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` owner-only (0600) whatever the umask, because it will hold private data."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+@dataclass
+class InputRecord:
+    id: int
+    is_new: bool
+
+
+class Case:
+    """An open case file."""
+
+    def __init__(self, path: Path | str, *, create: bool = True):
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise CaseError(f"{self.path}: no such case file")
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            create_private_file(self.path)
+        try:
+            conn = sqlite3.connect(self.path, timeout=30)
+            conn.execute("pragma foreign_keys=on")
+            self.db = sqlite_utils.Database(conn)
+            self._ensure_schema()
+        except sqlite3.DatabaseError as exc:
+            raise CaseError(f"{self.path}: not a camleak case file ({exc})") from exc
+
+    # -- schema ---------------------------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        for name, (columns, pk) in SCHEMA.items():
+            if not self.db[name].exists():
+                self.db[name].create(columns, pk=pk)
+        self.db["inputs"].create_index(["kind", "sha256"], unique=True, if_not_exists=True)
+        for table, cols in INDEXES:
+            self.db[table].create_index(cols, if_not_exists=True)
+        stored = self.meta("case_format")
+        if stored is None:
+            self.set_meta("case_format", str(CASE_FORMAT))
+            self.set_meta("created_with", __version__)
+        elif stored != str(CASE_FORMAT):
+            raise CaseError(
+                f"{self.path}: case format {stored}, this camleak reads format {CASE_FORMAT}"
+            )
+
+    def table(self, name: str) -> sqlite_utils.db.Table:
+        return self.db[name]  # type: ignore[return-value]
+
+    def meta(self, key: str) -> str | None:
+        rows = list(self.db.query("select value from meta where key = ?", [key]))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+    def count(self, table: str, where: str | None = None, params: list | None = None) -> int:
+        sql = f"select count(*) from [{table}]" + (f" where {where}" if where else "")
+        return self.db.execute(sql, params or []).fetchone()[0]
+
+    # -- provenance -----------------------------------------------------------------------
+    def record_input(self, kind: str, path: Path | str, sha256: str, size: int) -> InputRecord:
+        """Return the input's id and whether it is new; the same bytes are ingested only once.
+
+        An input left 'partial' by a killed run is dropped and ingested afresh.
+        """
+        existing = list(
+            self.db.query(
+                "select id, status from inputs where kind = ? and sha256 = ?", [kind, sha256]
+            )
+        )
+        if existing and existing[0]["status"] == "complete":
+            return InputRecord(existing[0]["id"], False)
+        if existing:
+            self.forget_input(existing[0]["id"])
+        table = self.db["inputs"]
+        table.insert(
+            {
+                "kind": kind,
+                "path": str(path),
+                "size": size,
+                "sha256": sha256,
+                "ingested_at": utcnow(),
+                "status": "partial",
+                "items": 0,
+                "skipped": 0,
+            }
+        )
+        return InputRecord(table.last_pk, True)  # type: ignore[arg-type]
+
+    def finish_input(self, input_id: int, items: int, skipped: int) -> None:
+        self.db["inputs"].update(
+            input_id, {"items": items, "skipped": skipped, "status": "complete"}
+        )
+
+    def forget_input(self, input_id: int) -> None:
+        """Drop an input whose ingest failed half-way, so a retry starts clean."""
+        self.db.execute(
+            "delete from fingerprints where frame_id in "
+            "(select frame_id from frames where input_id = ?)",
+            [input_id],
+        )
+        for table in ("devices", "events", "frames", "problems"):
+            self.db.execute(f"delete from [{table}] where input_id = ?", [input_id])
+        self.db.execute("delete from inputs where id = ?", [input_id])
+
+    def add_problem(
+        self,
+        stage: str,
+        kind: str,
+        message: str,
+        *,
+        input_id: int | None = None,
+        path: str | None = None,
+        line: int | None = None,
+        member: str | None = None,
+        raw: str | None = None,
+    ) -> None:
+        self.db["problems"].insert(
+            {
+                "input_id": input_id,
+                "stage": stage,
+                "path": path,
+                "line": line,
+                "member": member,
+                "kind": kind,
+                "message": message,
+                "raw": raw[:500] if raw else raw,
+            }
+        )
+
+    # -- runs -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def run(self, command: str, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Record a command run; the body fills the yielded dict with counts."""
+        runs = self.db["runs"]
+        runs.insert(
+            {
+                "command": command,
+                "args": json.dumps(args, sort_keys=True, default=str),
+                "camleak_version": __version__,
+                "started": utcnow(),
+                "status": "running",
+            }
+        )
+        run_id = runs.last_pk
+        counts: dict[str, Any] = {}
+        started = time.monotonic()
+        try:
+            yield counts
+        except BaseException as exc:
+            runs.update(
+                run_id,
+                {
+                    "ended": utcnow(),
+                    "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                    "counts": json.dumps(counts, sort_keys=True),
+                    "error": str(exc)[:500],
+                },
+            )
+            raise
+        counts.setdefault("seconds", round(time.monotonic() - started, 3))
+        runs.update(
+            run_id,
+            {"ended": utcnow(), "status": "ok", "counts": json.dumps(counts, sort_keys=True)},
+        )
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> "Case":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

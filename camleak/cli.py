@@ -1,0 +1,372 @@
+"""The `camleak` command line: a thin layer that parses, calls the library, and prints.
+
+Exit codes: 0 success; 1 an input could not be used (the message names it); 2 usage error;
+3 exposures found, only with --fail-on-exposure; 70 anything unexpected (one line, the
+traceback only with --debug); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import __version__, pipeline
+from .attribute import AttributionParams
+from .casefile import Case, create_private_file
+from .errors import CamleakError, InputError
+from .logparse import FieldMapError, parse_field_map
+from .report import build_report, dumps, iter_snapshot_export
+from .summary import render_score, render_summary
+
+EXIT_EXPOSURE = 3
+EXIT_UNEXPECTED = 70
+
+app = typer.Typer(
+    name="camleak",
+    help="Find which accounts received which cameras' snapshots in a cross-account leak, from the pixels.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+ingest_app = typer.Typer(help="Bring one kind of input into a case file (each input is ingested once).", no_args_is_help=True)
+export_app = typer.Typer(help="Export case data for other tools.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(export_app, name="export")
+
+stdout = Console()
+stderr = Console(stderr=True)
+_state = {"debug": False}
+
+CaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite); created if missing.")]
+ExistingCaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite).")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes for fingerprinting (default: all cores).")]
+ScopeOpt = Annotated[str, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
+FailOpt = Annotated[bool, typer.Option("--fail-on-exposure", help="Exit with code 3 when exposures are found.")]
+FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"camleak {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Print tracebacks for unexpected errors.")] = False,
+) -> None:
+    """camleak: triage a smart-camera cross-account snapshot leak."""
+    _state["debug"] = debug
+    os.umask(0o077)  # everything camleak writes may hold other people's images or account ids
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Map library errors onto the documented exit codes with a one-line message."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except CamleakError as exc:
+            stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code)
+        except FieldMapError as exc:
+            stderr.print(f"[bold red]usage error:[/] {exc}", highlight=False)
+            raise typer.Exit(2)
+        except KeyboardInterrupt:
+            stderr.print("interrupted; rerun the same command to continue", highlight=False)
+            raise typer.Exit(130)
+        except Exception as exc:  # the last line of defence: one line, exit 70
+            if _state["debug"]:
+                traceback.print_exc()
+            stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False)
+            raise typer.Exit(EXIT_UNEXPECTED)
+
+    return wrapper
+
+
+@contextmanager
+def _rich_progress(label: str, total: int | None = None):
+    if not stderr.is_terminal:
+        yield (lambda n: None, lambda n: None)
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield (lambda n: progress.advance(task, n), lambda n: progress.update(task, total=n))
+
+
+def _open_case(path: Path, create: bool = False) -> Case:
+    return Case(path, create=create)
+
+
+def _settings(workers: int | None, scope: str) -> pipeline.TriageSettings:
+    if scope not in ("home", "device"):
+        raise typer.BadParameter("must be 'home' or 'device'", param_hint="--access-scope")
+    return pipeline.TriageSettings(attribution=AttributionParams(access_scope=scope), workers=workers)
+
+
+def _write_private(path: Path, text: str) -> None:
+    create_private_file(path)
+    path.write_text(text)
+
+
+def _finish(case: Case, fail_on_exposure: bool, quiet: bool = False) -> None:
+    report = build_report(case)
+    if not quiet:
+        render_summary(report, stdout, case_path=str(case.path))
+    if fail_on_exposure and report["summary"]["exposure_pairs"]:
+        raise typer.Exit(EXIT_EXPOSURE)
+
+
+# ---------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def triage(
+    case: CaseOpt,
+    devices: Annotated[list[Path], typer.Option("--devices", help="Device registry: CSV or JSON lines file, or a folder of them.")],
+    logs: Annotated[list[Path], typer.Option("--logs", help="Delivery log export (JSON lines, .gz, .zst, CSV) or a folder of parts (repeatable).")],
+    snapshots: Annotated[list[Path], typer.Option("--snapshots", help="Snapshot archive (.tar, .tar.gz, .tgz, .tar.zst, .zip) or folder (repeatable).")],
+    references: Annotated[Optional[list[Path]], typer.Option("--references", help="Reference frames known to come from a device: <device_id>/image layout or manifest (repeatable).")] = None,
+    field: FieldOpt = None,
+    workers: WorkersOpt = None,
+    access_scope: ScopeOpt = "home",
+    fail_on_exposure: FailOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+) -> None:
+    """Run every stage on the given inputs and print the summary."""
+    settings = _settings(workers, access_scope)
+    inputs = pipeline.TriageInputs(devices=devices, logs=logs, snapshots=snapshots, references=references or [],
+                                   field_map=parse_field_map(field))
+    with _open_case(case, create=True) as c:
+        pipeline.triage(c, inputs, settings, _rich_progress)
+        _finish(c, fail_on_exposure, quiet)
+
+
+@ingest_app.command("devices")
+@handle_errors
+def ingest_devices_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Registry files or folders.")]) -> None:
+    """Ingest the device registry (device_id, home_id, owner_account, shared_accounts)."""
+    from .ingest import ingest_devices
+    with _open_case(case, create=True) as c, c.run("ingest devices", {"sources": sources}) as run:
+        run.update(ingest_devices(c, sources).as_dict())
+        stdout.print(json.dumps(run, sort_keys=True))
+
+
+@ingest_app.command("logs")
+@handle_errors
+def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Log exports or folders of parts.")], field: FieldOpt = None) -> None:
+    """Ingest delivery-log exports; repeated events (same request_id and event) count once."""
+    from .ingest import ingest_logs
+    field_map = parse_field_map(field)
+    with _open_case(case, create=True) as c, c.run("ingest logs", {"sources": sources, "field_map": field_map}) as run:
+        with _rich_progress("Reading delivery logs") as (advance, _):
+            run.update(ingest_logs(c, sources, field_map, advance).as_dict())
+        stdout.print(json.dumps(run, sort_keys=True))
+
+
+@ingest_app.command("snapshots")
+@handle_errors
+def ingest_snapshots_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Snapshot archives or folders.")]) -> None:
+    """Ingest snapshot archives: each image under its snapshot key (file stem or manifest.jsonl)."""
+    from .ingest import ingest_snapshots
+    with _open_case(case, create=True) as c, c.run("ingest snapshots", {"sources": sources}) as run:
+        with _rich_progress("Reading snapshot archives") as (advance, _):
+            run.update(ingest_snapshots(c, sources, advance).as_dict())
+        stdout.print(json.dumps(run, sort_keys=True))
+
+
+@ingest_app.command("references")
+@handle_errors
+def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Reference archives or folders.")]) -> None:
+    """Ingest reference frames: images known to come from a device (<device_id>/image)."""
+    from .ingest import ingest_references
+    with _open_case(case, create=True) as c, c.run("ingest references", {"sources": sources}) as run:
+        with _rich_progress("Reading reference frames") as (advance, _):
+            run.update(ingest_references(c, sources, advance).as_dict())
+        stdout.print(json.dumps(run, sort_keys=True))
+
+
+@app.command()
+@handle_errors
+def fingerprint(case: ExistingCaseOpt, workers: WorkersOpt = None) -> None:
+    """Fingerprint every frame not yet fingerprinted with the current parameters."""
+    with _open_case(case) as c:
+        stdout.print(json.dumps(pipeline.run_fingerprint(c, _settings(workers, "home"), _rich_progress), sort_keys=True))
+
+
+@app.command()
+@handle_errors
+def cluster(case: ExistingCaseOpt) -> None:
+    """Group fingerprinted frames by source camera (replaces earlier clusters)."""
+    with _open_case(case) as c:
+        stdout.print(json.dumps(pipeline.run_cluster(c), sort_keys=True))
+
+
+@app.command()
+@handle_errors
+def attribute(case: ExistingCaseOpt, access_scope: ScopeOpt = "home", fail_on_exposure: FailOpt = False) -> None:
+    """Attribute clusters to devices and compute exposures (replaces earlier results), then summarise."""
+    with _open_case(case) as c:
+        pipeline.run_attribute(c, _settings(None, access_scope))
+        _finish(c, fail_on_exposure)
+
+
+@app.command()
+@handle_errors
+def summary(case: ExistingCaseOpt, fail_on_exposure: FailOpt = False) -> None:
+    """Print the terminal summary of a triaged case."""
+    with _open_case(case) as c:
+        _finish(c, fail_on_exposure)
+
+
+@app.command()
+@handle_errors
+def report(
+    case: ExistingCaseOpt,
+    format: Annotated[str, typer.Option("--format", help="Report format: json (schema camleak.report/1).")] = "json",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (owner-only) instead of stdout.")] = None,
+    fail_on_exposure: FailOpt = False,
+) -> None:
+    """Write the exposure report."""
+    if format != "json":
+        raise typer.BadParameter(f"unknown format {format!r} (available: json)", param_hint="--format")
+    with _open_case(case) as c:
+        data = build_report(c)
+    text = dumps(data)
+    if output:
+        _write_private(output, text)
+    else:
+        sys.stdout.write(text)
+    if fail_on_exposure and data["summary"]["exposure_pairs"]:
+        raise typer.Exit(EXIT_EXPOSURE)
+
+
+@export_app.command("snapshots")
+@handle_errors
+def export_snapshots(
+    case: ExistingCaseOpt,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON lines to this file (owner-only) instead of stdout.")] = None,
+) -> None:
+    """Export one JSON line per snapshot: cluster, source device, attribution, confidence, quality, hashes."""
+    with _open_case(case) as c:
+        lines = [json.dumps(r, sort_keys=True) + "\n" for r in iter_snapshot_export(c)]
+    if output:
+        _write_private(output, "".join(lines))
+    else:
+        sys.stdout.writelines(lines)
+
+
+# ---------------------------------------------------------------------------------------
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same incident.")]
+HomesOpt = Annotated[int, typer.Option("--homes", min=2, help="Number of homes.")]
+HoursOpt = Annotated[int, typer.Option("--hours", min=1, help="Length of the simulated period in hours.")]
+BugOpt = Annotated[float, typer.Option("--bug-rate", min=0.0, max=1.0, help="Share of requests in the bug window served another home's snapshot.")]
+DifficultyOpt = Annotated[str, typer.Option("--difficulty", help="easy, normal or hard: how hostile the frames are.")]
+
+
+def _sim_params(seed: int, homes: int, hours: int, bug_rate: float, difficulty: str, references: bool):
+    from .simulate import SimParams
+    if difficulty not in ("easy", "normal", "hard"):
+        raise typer.BadParameter("must be easy, normal or hard", param_hint="--difficulty")
+    return SimParams(seed=seed, homes=homes, hours=hours, bug_rate=bug_rate, difficulty=difficulty, references=references)
+
+
+@app.command()
+@handle_errors
+def simulate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the incident into (must be empty or absent).")],
+    seed: SeedOpt = 7, homes: HomesOpt = 40, hours: HoursOpt = 24, bug_rate: BugOpt = 0.3, difficulty: DifficultyOpt = "normal",
+    references: Annotated[bool, typer.Option(help="Write reference frames for some devices.")] = True,
+    workers: WorkersOpt = None,
+) -> None:
+    """Generate a simulated incident (inputs plus truth.json) without triaging it."""
+    from .simulate import generate_incident
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: folder is not empty")
+    incident = generate_incident(out, _sim_params(seed, homes, hours, bug_rate, difficulty, references), workers=workers)
+    stdout.print(json.dumps({"root": str(incident.root), **incident.counts}, sort_keys=True))
+
+
+@app.command()
+@handle_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the generated incident and its case file.")] = Path("camleak-demo"),
+    seed: SeedOpt = 7, homes: HomesOpt = 40, hours: HoursOpt = 24, bug_rate: BugOpt = 0.3, difficulty: DifficultyOpt = "normal",
+    references: Annotated[bool, typer.Option(help="Give the triage reference frames for some devices.")] = True,
+    score: Annotated[bool, typer.Option("--score", help="Compare the result with the simulator's ground truth.")] = False,
+    workers: WorkersOpt = None,
+    fail_on_exposure: FailOpt = False,
+) -> None:
+    """Simulate a cross-account snapshot leak, triage it end to end, and print the summary."""
+    from .score import score_case
+    from .simulate import generate_incident
+    marker = out / "truth.json"
+    if out.exists() and any(out.iterdir()):
+        if not marker.exists():
+            raise InputError(f"{out}: folder exists and is not a camleak demo; choose another --out")
+        shutil.rmtree(out)
+    params = _sim_params(seed, homes, hours, bug_rate, difficulty, references)
+    started = time.monotonic()
+    with stderr.status("Simulating the incident…") if stderr.is_terminal else _nothing():
+        incident = generate_incident(out, params, workers=workers)
+    stdout.print(
+        f"Simulated incident in {out}/: {incident.counts.get('homes', homes)} homes, "
+        f"{incident.counts.get('snapshots', '?')} served snapshots, {incident.counts.get('events', '?')} log events "
+        f"({time.monotonic() - started:.1f}s).",
+        highlight=False,
+    )
+    inputs = pipeline.TriageInputs(devices=[incident.devices], logs=incident.logs, snapshots=incident.snapshots,
+                                   references=incident.references, field_map=incident.field_map)
+    case_path = out / "case.db"
+    with _open_case(case_path, create=True) as c:
+        pipeline.triage(c, inputs, _settings(workers, "home"), _rich_progress)
+        stdout.print(f"Triaged in {time.monotonic() - started:.1f}s in all.\n", highlight=False)
+        report_data = build_report(c)
+        render_summary(report_data, stdout, case_path=str(case_path))
+        if score:
+            render_score(score_case(c, incident.truth), stdout)
+    if fail_on_exposure and report_data["summary"]["exposure_pairs"]:
+        raise typer.Exit(EXIT_EXPOSURE)
+
+
+@app.command("score")
+@handle_errors
+def score_cmd(
+    case: ExistingCaseOpt,
+    truth: Annotated[Path, typer.Option("--truth", help="truth.json written by `camleak simulate`.")],
+) -> None:
+    """Score a triaged case against a simulated incident's ground truth (JSON)."""
+    from .score import score_case
+    if not truth.is_file():
+        raise InputError(f"{truth}: truth file not found")
+    with _open_case(case) as c:
+        stdout.print_json(json.dumps(score_case(c, truth)))
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+def main() -> None:
+    app(prog_name="camleak")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Cluster stage: group frames by the camera they came from, from their hashes alone.
+
+The rule: two complete, informative frames are linked when *both* hash kinds agree (pHash and
+dHash each within their own threshold); clusters are the connected components of those links.
+Requiring two independent hash kinds to agree is what keeps a few borderline frames from
+chaining two homes together. Truncated frames never create links: each joins the one cluster
+whose frames match its decoded band, or none when that is ambiguous. Uninformative frames
+(near-black, flat) are left out entirely: they look alike across homes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from .casefile import Case
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    phash_max: int = 16
+    dhash_max: int = 18
+    band_phash_max: int = 14
+    band_dhash_max: int = 16
+    chunk: int = 2048
+
+    def signature(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+DEFAULT_CLUSTER_PARAMS = ClusterParams()
+
+
+def hex_to_u64(values: Iterable[str]) -> np.ndarray:
+    return np.array([int(v, 16) for v in values], dtype=np.uint64)
+
+
+def popcount(x: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(x)
+
+
+class UnionFind:
+    def __init__(self, n: int):
+        self.parent = np.arange(n)
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            if ra < rb:
+                self.parent[rb] = ra
+            else:
+                self.parent[ra] = rb
+
+
+def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """All pairs (i < j) within both thresholds, in chunks of rows."""
+    n = len(phash)
+    for start in range(0, n, params.chunk):
+        stop = min(n, start + params.chunk)
+        dp = popcount(phash[start:stop, None] ^ phash[None, :])
+        dd = popcount(dhash[start:stop, None] ^ dhash[None, :])
+        close = (dp <= params.phash_max) & (dd <= params.dhash_max)
+        rows, cols = np.nonzero(close)
+        rows = rows + start
+        keep = cols > rows
+        yield rows[keep], cols[keep]
+
+
+def components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Component label per item: the smallest index in its component."""
+    uf = UnionFind(n)
+    for rows, cols in pairs:
+        for a, b in zip(rows.tolist(), cols.tolist()):
+            uf.union(a, b)
+    return np.array([uf.find(i) for i in range(n)], dtype=np.int64)
+
+
+@dataclass
+class ClusterStats:
+    core_frames: int = 0
+    clusters: int = 0
+    multi_frame_clusters: int = 0
+    band_assigned: int = 0
+    band_ambiguous: int = 0
+    band_unmatched: int = 0
+    left_out: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> ClusterStats:
+    """Replace the case's clusters with those of its current fingerprints."""
+    rows = list(
+        case.db.query(
+            "select p.frame_id, p.status, p.phash, p.dhash, p.band_phash, p.band_dhash, f.role "
+            "from fingerprints p join frames f on f.frame_id = p.frame_id order by p.frame_id"
+        )
+    )
+    core = [r for r in rows if r["status"] == "ok" and r["phash"]]
+    weak = [r for r in rows if r["status"] == "ok" and not r["phash"] and r["band_phash"]]
+    stats = ClusterStats(core_frames=len(core), left_out=len(rows) - len(core) - len(weak))
+
+    phash = hex_to_u64(r["phash"] for r in core)
+    dhash = hex_to_u64(r["dhash"] for r in core)
+    labels = components(len(core), link_pairs(phash, dhash, params))
+
+    # Stable cluster ids: components ordered by their first frame id.
+    order: dict[int, int] = {}
+    for label in labels.tolist():
+        if label not in order:
+            order[label] = len(order) + 1
+    cluster_of = np.array([order[l] for l in labels.tolist()], dtype=np.int64)
+
+    assignments: list[dict[str, Any]] = []
+    members: dict[int, list[int]] = {}
+    for index, cid in enumerate(cluster_of.tolist()):
+        members.setdefault(cid, []).append(index)
+    medoid_of: dict[int, int] = {}
+    for cid, idx in members.items():
+        medoid, spread = _medoid(phash[idx], dhash[idx])
+        medoid_of[cid] = idx[medoid]
+        for pos, i in enumerate(idx):
+            assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": "hash", "distance": int(spread[pos])})
+
+    if weak and core:
+        band_p = hex_to_u64(r["band_phash"] for r in core)
+        band_d = hex_to_u64(r["band_dhash"] for r in core)
+        for r in weak:
+            wp, wd = np.uint64(int(r["band_phash"], 16)), np.uint64(int(r["band_dhash"], 16))
+            dp = popcount(band_p ^ wp)
+            dd = popcount(band_d ^ wd)
+            close = np.nonzero((dp <= params.band_phash_max) & (dd <= params.band_dhash_max))[0]
+            found = sorted(set(cluster_of[close].tolist()))
+            if len(found) == 1:
+                stats.band_assigned += 1
+                assignments.append({"frame_id": r["frame_id"], "cluster_id": found[0], "via": "band", "distance": int(dp[close].min())})
+            elif found:
+                stats.band_ambiguous += 1
+            else:
+                stats.band_unmatched += 1
+    else:
+        stats.band_unmatched = len(weak)
+
+    role_of = {r["frame_id"]: r["role"] for r in rows}
+    per_cluster: dict[int, Counter] = {}
+    for a in assignments:
+        per_cluster.setdefault(a["cluster_id"], Counter())[role_of[a["frame_id"]]] += 1
+    cluster_rows = [
+        {
+            "cluster_id": cid,
+            "frames": sum(count.values()),
+            "snapshots": count.get("snapshot", 0),
+            "references": count.get("reference", 0),
+            "medoid": core[medoid_of[cid]]["frame_id"],
+        }
+        for cid, count in sorted(per_cluster.items())
+    ]
+    stats.clusters = len(cluster_rows)
+    stats.multi_frame_clusters = sum(1 for c in cluster_rows if c["frames"] > 1)
+    with case.db.conn:
+        case.db.execute("delete from frame_clusters")
+        case.db.execute("delete from clusters")
+    case.table("clusters").insert_all(cluster_rows)
+    case.table("frame_clusters").insert_all(assignments)
+    case.set_meta("cluster_params", params.signature())
+    return stats
+
+
+def _medoid(phash: np.ndarray, dhash: np.ndarray, sample: int = 512) -> tuple[int, np.ndarray]:
+    """Index of the member closest to all others (on a sample for big clusters) and each member's distance to it."""
+    n = len(phash)
+    pool = np.arange(n) if n <= sample else np.linspace(0, n - 1, sample).astype(int)
+    dist = popcount(phash[pool, None] ^ phash[None, :]).astype(np.int64) + popcount(dhash[pool, None] ^ dhash[None, :])
+    best = pool[int(np.argmin(dist.sum(axis=1)))]
+    spread = popcount(phash ^ phash[best]).astype(np.int64)
+    return int(best), spread

@@ -1,0 +1,288 @@
+"""Fingerprint stage: perceptual hashes and an informativeness score for every frame.
+
+One decode serves every hash kind: JPEGs are decoded in Pillow's draft mode (DCT-scaled, grey
+only), which is all a 32x32 hash needs. Colour and night-infrared frames of one room meet on
+grey levels. The top band, where cameras burn in their timestamp, is kept out of the hashes.
+A truncated frame is hashed on the band that decoded, so it can still be matched on that band.
+
+`fingerprint_batch` is a pure function over (frame_id, bytes) pairs, so the work can be
+spread over processes here, or over a distributed engine later, without a rewrite.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import multiprocessing
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import imagehash
+import numpy as np
+import PIL
+from PIL import Image, ImageFile
+
+from . import archives
+from .casefile import Case
+from .errors import InputError
+
+Image.MAX_IMAGE_PIXELS = 64_000_000  # a decompression bomb is refused, not decoded
+
+
+@dataclass(frozen=True)
+class FingerprintParams:
+    """Everything that changes what a fingerprint is; recorded with every row."""
+
+    algorithm: int = 1
+    hash_size: int = 8
+    draft_size: tuple[int, int] = (128, 72)
+    overlay_top: float = 0.12  # share of rows at the top kept out of the hash (timestamp)
+    band_bottom: float = 0.55  # the band [overlay_top, band_bottom) is hashed on its own
+    min_quality: float = 12.0  # below: too little information to say whose home it shows
+
+    def signature(self) -> str:
+        data = asdict(self) | {
+            "imagehash": imagehash.__version__,
+            "pillow": PIL.__version__,
+            "numpy": np.__version__,
+        }
+        return json.dumps(data, sort_keys=True)
+
+
+DEFAULT_PARAMS = FingerprintParams()
+
+
+def fingerprint_batch(
+    items: list[tuple[str, bytes]], params: FingerprintParams = DEFAULT_PARAMS
+) -> list[dict[str, Any]]:
+    """Fingerprint rows for a batch of (frame_id, image bytes); never raises for bad images."""
+    return [fingerprint_one(frame_id, data, params) for frame_id, data in items]
+
+
+def fingerprint_one(frame_id: str, data: bytes, params: FingerprintParams = DEFAULT_PARAMS) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "frame_id": frame_id,
+        "status": "ok",
+        "reason": None,
+        "format": archives.image_kind(data),
+        "width": None,
+        "height": None,
+        "truncated": 0,
+        "decoded_fraction": 1.0,
+        "quality": None,
+        "phash": None,
+        "dhash": None,
+        "band_phash": None,
+        "band_dhash": None,
+    }
+    try:
+        grey, size, truncated = _decode_grey(data, params)
+    except Exception as exc:  # any decoder failure is a property of this frame, not of the run
+        row.update(status="undecodable", reason=_reason(exc))
+        return row
+    row["width"], row["height"] = size
+    pixels = np.asarray(grey, dtype=np.float32)
+    height = pixels.shape[0]
+    decoded_rows = _decoded_rows(pixels) if truncated else height
+    row["truncated"] = int(truncated)
+    row["decoded_fraction"] = round(decoded_rows / height, 3)
+    top = int(round(height * params.overlay_top))
+    band_end = int(round(height * params.band_bottom))
+    if decoded_rows >= height:
+        full = pixels[top:height]
+        row["quality"] = round(quality_score(full), 2)
+        row["phash"], row["dhash"] = _hashes(full, params)
+        row["band_phash"], row["band_dhash"] = _hashes(pixels[top:band_end], params)
+    elif decoded_rows >= band_end:
+        band = pixels[top:band_end]
+        row["quality"] = round(quality_score(band), 2)
+        row["band_phash"], row["band_dhash"] = _hashes(band, params)
+    else:
+        row.update(status="truncated", reason=f"only {row['decoded_fraction']:.0%} of the image decoded")
+        return row
+    if row["quality"] < params.min_quality:
+        row.update(status="uninformative", reason=f"quality {row['quality']:.1f} below {params.min_quality:g} (near-black or flat)")
+    return row
+
+
+def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, tuple[int, int], bool]:
+    """Grey image at hash resolution, the original size, and whether the file was truncated."""
+    if not data:
+        raise ValueError("empty file")
+    truncated = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+        size = image.size
+        if image.format == "JPEG":
+            image.draft("L", params.draft_size)
+        try:
+            image.load()
+        except OSError as exc:
+            if "truncated" not in str(exc):
+                raise
+            truncated = True
+            image = Image.open(io.BytesIO(data))
+            if image.format == "JPEG":
+                image.draft("L", params.draft_size)
+            ImageFile.LOAD_TRUNCATED_IMAGES = True
+            try:
+                image.load()
+            finally:
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+    if image.mode != "L":
+        image = image.convert("RGB").convert("L") if image.mode not in ("RGB", "1") else image.convert("L")
+    if image.width > 4 * params.draft_size[0]:
+        ratio = (4 * params.draft_size[0]) / image.width
+        image = image.resize((4 * params.draft_size[0], max(1, round(image.height * ratio))), Image.Resampling.BOX)
+    return image, size, truncated
+
+
+def _decoded_rows(pixels: np.ndarray) -> int:
+    """Rows above the uniform grey a truncated JPEG decodes to (its partial last row excluded)."""
+    fill = pixels[-1, -1]
+    rows = pixels.shape[0]
+    while rows > 0 and np.all(pixels[rows - 1] == fill):
+        rows -= 1
+    tail = max(1, pixels.shape[1] // 8)
+    while rows > 0 and np.all(pixels[rows - 1, -tail:] == fill):
+        rows -= 1
+    return rows
+
+
+def _hashes(region: np.ndarray, params: FingerprintParams) -> tuple[str, str]:
+    image = Image.fromarray(np.clip(region, 0, 255).astype(np.uint8), mode="L")
+    return (
+        str(imagehash.phash(image, hash_size=params.hash_size)),
+        str(imagehash.dhash(image, hash_size=params.hash_size)),
+    )
+
+
+def quality_score(region: np.ndarray) -> float:
+    """PDQ-style gradient energy on a 64x64 reduction, 0 (flat) to 100 (busy).
+
+    Sensor noise on a black frame averages away in the reduction; real scene structure does not.
+    """
+    image = Image.fromarray(np.clip(region, 0, 255).astype(np.uint8), mode="L").resize((64, 64), Image.Resampling.BOX)
+    small = np.asarray(image, dtype=np.float32) * (100.0 / 255.0)
+    gradient = np.abs(np.diff(small, axis=0)).sum() + np.abs(np.diff(small, axis=1)).sum()
+    return float(min(100.0, gradient / 90.0))
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+# ---------------------------------------------------------------------------------------
+# The stage over a case file
+# ---------------------------------------------------------------------------------------
+BATCH_SIZE = 32
+
+
+@dataclass
+class FingerprintStats:
+    frames: int = 0
+    fingerprinted: int = 0
+    reused: int = 0
+    ok: int = 0
+    uninformative: int = 0
+    truncated: int = 0
+    undecodable: int = 0
+    missing: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def fingerprint_case(
+    case: Case,
+    params: FingerprintParams = DEFAULT_PARAMS,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> FingerprintStats:
+    """Fingerprint every frame that has no fingerprint under the current parameters."""
+    signature = params.signature()
+    stats = FingerprintStats(frames=case.count("frames"))
+    todo: dict[int, dict[str, str]] = {}
+    for row in case.db.query(
+        "select f.frame_id, f.member, f.input_id from frames f left join fingerprints p "
+        "on p.frame_id = f.frame_id where p.params is null or p.params != ?",
+        [signature],
+    ):
+        todo.setdefault(row["input_id"], {})[row["member"]] = row["frame_id"]
+    pending = sum(len(v) for v in todo.values())
+    stats.reused = stats.frames - pending
+    if on_total:
+        on_total(pending)
+    if pending:
+        inputs = {r["id"]: r for r in case.db.query("select id, path, kind from inputs")}
+        missing: list[tuple[int, str, str]] = []
+        batches = _batches(inputs, todo, missing)
+        table = case.table("fingerprints")
+        for rows in _map(batches, params, workers):
+            for row in rows:
+                row["params"] = signature
+                stats.fingerprinted += 1
+            table.upsert_all(rows, pk="frame_id")
+            if progress:
+                progress(len(rows))
+        for input_id, path, name in missing:
+            stats.missing += 1
+            case.add_problem("fingerprint", "member_missing", f"{path}!{name}: member no longer in the archive",
+                             input_id=input_id, path=path, member=name)
+    for status, count in case.db.execute(
+        "select status, count(*) from fingerprints where frame_id in (select frame_id from frames) group by status"
+    ).fetchall():
+        if hasattr(stats, status):
+            setattr(stats, status, count)
+    return stats
+
+
+def _batches(
+    inputs: dict[int, dict], todo: dict[int, dict[str, str]], missing: list[tuple[int, str, str]]
+) -> Iterator[list[tuple[str, bytes]]]:
+    """Stream members that need work straight from each archive, in batches."""
+    for input_id in sorted(todo):
+        wanted = dict(todo[input_id])
+        path = Path(inputs[input_id]["path"])
+        if not path.exists():
+            raise InputError(f"{path}: archive recorded in the case is gone; cannot fingerprint its frames")
+        batch: list[tuple[str, bytes]] = []
+        for member in archives.iter_members(path):
+            frame_id = wanted.pop(member.name, None)
+            if frame_id is None:
+                continue
+            batch.append((frame_id, member.data))
+            if len(batch) >= BATCH_SIZE:
+                yield batch
+                batch = []
+            if not wanted:
+                break
+        if batch:
+            yield batch
+        missing.extend((input_id, str(path), name) for name in wanted)
+
+
+def _map(batches: Iterable[list[tuple[str, bytes]]], params: FingerprintParams, workers: int | None) -> Iterator[list[dict]]:
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1:
+        for batch in batches:
+            yield fingerprint_batch(batch, params)
+        return
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    in_flight: collections.deque = collections.deque()
+    with context.Pool(workers) as pool:
+        # Bounded: archives are read only as fast as the workers hash, so memory stays flat.
+        for batch in batches:
+            in_flight.append(pool.apply_async(fingerprint_batch, (batch, params)))
+            if len(in_flight) >= workers * 4:
+                yield in_flight.popleft().get()
+        while in_flight:
+            yield in_flight.popleft().get()
+

@@ -1,0 +1,385 @@
+"""Ingest stage: bring the device registry, delivery logs, snapshots and reference frames
+into the case file, with provenance, exactly once per input.
+
+Each input file is written inside its own bookkeeping: its `inputs` row stays 'partial' until
+every row is in, and a failure removes what it wrote, so a bad input never costs what was
+ingested before it and a killed run is redone cleanly on the next try.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable
+
+from . import archives, logparse
+from .casefile import Case, sha256_file
+from .errors import InputError
+from .sources import expand, logical_name, open_decompressed
+
+BATCH = 2000
+Progress = Callable[[int], None]
+
+
+@dataclass
+class IngestStats:
+    files: int = 0
+    new_files: int = 0
+    items: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "files": self.files,
+            "new_files": self.new_files,
+            "items": self.items,
+            "duplicates": self.duplicates,
+            "skipped": self.skipped,
+        }
+
+    def add(self, other: "IngestStats") -> None:
+        self.files += other.files
+        self.new_files += other.new_files
+        self.items += other.items
+        self.duplicates += other.duplicates
+        self.skipped += other.skipped
+        self.problems.extend(other.problems)
+
+
+def _guarded(case: Case, kind: str, path: Path, body: Callable[[int], tuple[int, int, int]]) -> IngestStats:
+    """Run `body(input_id)` for a new input; undo its rows if it fails."""
+    stats = IngestStats(files=1)
+    record = case.record_input(kind, path, sha256_file(path) if path.is_file() else _dir_digest(path), _size(path))
+    if not record.is_new:
+        return stats
+    stats.new_files = 1
+    try:
+        items, duplicates, skipped = body(record.id)
+    except BaseException:
+        case.forget_input(record.id)
+        raise
+    case.finish_input(record.id, items, skipped)
+    stats.items, stats.duplicates, stats.skipped = items, duplicates, skipped
+    return stats
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _dir_digest(root: Path) -> str:
+    """A folder's identity: names and contents of every file in it."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# Device registry
+# ---------------------------------------------------------------------------------------
+REGISTRY_FIELDS = ("device_id", "home_id", "owner_account", "shared_accounts")
+
+
+def ingest_devices(case: Case, sources: Iterable[str | Path]) -> IngestStats:
+    """Load the device registry (CSV or JSON lines, plain or compressed)."""
+    total = IngestStats()
+    for path in expand(sources, what="device registry"):
+        total.add(_guarded(case, "devices", path, lambda input_id, p=path: _load_registry(case, p, input_id)))
+    return total
+
+
+def _registry_rows(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, str | None]]:
+    with open_decompressed(path) as stream:
+        head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
+        fmt = logparse.detect_format(logical_name(path), head)
+        if fmt is None:
+            raise InputError(f"{path}: unknown registry format (expected CSV or JSON lines)")
+        if fmt == "jsonl":
+            for number, raw in enumerate(stream, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw.decode("utf-8-sig"))
+                except (ValueError, UnicodeDecodeError) as exc:
+                    yield number, None, f"not JSON ({exc})"
+                    continue
+                yield number, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a JSON object"
+        else:
+            text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+            reader = csv.DictReader(text)
+            missing = [name for name in ("device_id", "owner_account") if name not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(f"{path}: line 1: registry header lacks {', '.join(missing)}")
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    yield reader.line_num, None, "wrong number of columns"
+                    continue
+                yield reader.line_num, row, None
+
+
+def _split_accounts(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return sorted({str(v).strip() for v in value if str(v).strip()})
+    return sorted({part.strip() for part in str(value).replace(",", ";").split(";") if part.strip()})
+
+
+def _load_registry(case: Case, path: Path, input_id: int) -> tuple[int, int, int]:
+    items = skipped = duplicates = 0
+    table = case.table("devices")
+    for number, row, error in _registry_rows(path):
+        if row is not None:
+            device_id = str(row.get("device_id") or "").strip()
+            owner = str(row.get("owner_account") or "").strip()
+            if not device_id or not owner:
+                error = "missing device_id or owner_account"
+        if error is not None or row is None:
+            skipped += 1
+            case.add_problem("ingest", "malformed_registry_row", f"{path}:{number}: {error}",
+                             input_id=input_id, path=str(path), line=number)
+            continue
+        record = {
+            "device_id": device_id,
+            "home_id": str(row.get("home_id") or "").strip() or None,
+            "owner_account": owner,
+            "shared_accounts": json.dumps(_split_accounts(row.get("shared_accounts"))),
+            "input_id": input_id,
+            "line": number,
+        }
+        existing = list(case.db.query("select * from devices where device_id = ?", [device_id]))
+        if existing:
+            old = existing[0]
+            same = all(old[k] == record[k] for k in ("home_id", "owner_account", "shared_accounts"))
+            if same:
+                duplicates += 1
+                continue
+            case.add_problem(
+                "ingest",
+                "registry_conflict",
+                f"{path}:{number}: device {device_id} listed again with different "
+                f"home/owner/shared accounts; keeping the entry from input {old['input_id']} line {old['line']}",
+                input_id=input_id, path=str(path), line=number,
+            )
+            skipped += 1
+            continue
+        table.insert(record)
+        items += 1
+    if items == 0 and skipped == 0 and duplicates == 0:
+        raise InputError(f"{path}: device registry has no rows")
+    return items, duplicates, skipped
+
+
+# ---------------------------------------------------------------------------------------
+# Delivery logs
+# ---------------------------------------------------------------------------------------
+def ingest_logs(
+    case: Case,
+    sources: Iterable[str | Path],
+    field_map: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> IngestStats:
+    """Load delivery-log exports; the same (request_id, event) counts once across exports."""
+    field_map = field_map or {}
+    total = IngestStats()
+    for path in expand(sources, what="delivery log"):
+        total.add(
+            _guarded(case, "logs", path, lambda input_id, p=path: _load_log(case, p, input_id, field_map, progress))
+        )
+    return total
+
+
+def _load_log(
+    case: Case, path: Path, input_id: int, field_map: dict[str, str], progress: Progress | None
+) -> tuple[int, int, int]:
+    usage = logparse.MapUsage()
+    parsed = skipped = inserted = 0
+    table = case.table("events")
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal inserted
+        if not batch:
+            return
+        before = case.db.conn.total_changes
+        table.insert_all(batch, ignore=True, batch_size=BATCH)
+        inserted += case.db.conn.total_changes - before
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    with open_decompressed(path) as stream:
+        try:
+            head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{path}: unreadable ({exc})") from exc
+        fmt = logparse.detect_format(logical_name(path), head)
+        if fmt is None:
+            raise InputError(f"{path}: unknown log format (expected JSON lines or CSV, optionally .gz/.zst)")
+        lines = logparse.iter_jsonl(stream, field_map, usage) if fmt == "jsonl" else logparse.iter_csv(stream, field_map, usage)
+        try:
+            for item in lines:
+                if item.event is None:
+                    skipped += 1
+                    case.add_problem(
+                        "ingest", "malformed_log_line", f"{path}:{item.line}: {item.error}",
+                        input_id=input_id, path=str(path), line=item.line, raw=item.raw,
+                    )
+                    continue
+                parsed += 1
+                item.event.update(input_id=input_id, line=item.line)
+                batch.append(item.event)
+                if len(batch) >= BATCH:
+                    flush()
+        except (OSError, EOFError) as exc:
+            # A truncated compressed stream: keep what decoded, and say where it stopped.
+            case.add_problem("ingest", "truncated_log", f"{path}: stream ended early ({exc}); kept the lines before it",
+                             input_id=input_id, path=str(path))
+    _check_field_map(path, field_map, usage, parsed, skipped)
+    flush()
+    return inserted, parsed - inserted, skipped
+
+
+def _check_field_map(path: Path, field_map: dict[str, str], usage: logparse.MapUsage, parsed: int, skipped: int) -> None:
+    """A mapped path that matched nothing, where the canonical name did not fill in, is a typo."""
+    for name, dotted in field_map.items():
+        if usage.hits.get(name) or usage.canonical_hits.get(name):
+            continue
+        if name in logparse.REQUIRED_FIELDS or (parsed == 0 and skipped > 0):
+            raise InputError(
+                f"{path}: --field {name}={dotted} matched no line, and no line has {name!r} itself"
+            )
+
+
+# ---------------------------------------------------------------------------------------
+# Snapshots and reference frames
+# ---------------------------------------------------------------------------------------
+def ingest_snapshots(case: Case, sources: Iterable[str | Path], progress: Progress | None = None) -> IngestStats:
+    """Record every served image in the snapshot archives under its snapshot key."""
+    total = IngestStats()
+    for path in _archive_sources(sources, "snapshot archive"):
+        total.add(_guarded(case, "snapshots", path, lambda input_id, p=path: _load_frames(case, p, input_id, "snapshot", progress)))
+    return total
+
+
+def ingest_references(case: Case, sources: Iterable[str | Path], progress: Progress | None = None) -> IngestStats:
+    """Record reference frames: images known to come from a device (`<device_id>/x.jpg`)."""
+    total = IngestStats()
+    for path in _archive_sources(sources, "reference archive"):
+        total.add(_guarded(case, "references", path, lambda input_id, p=path: _load_frames(case, p, input_id, "reference", progress)))
+    return total
+
+
+def _archive_sources(sources: Iterable[str | Path], what: str) -> list[Path]:
+    """Archives are files; a folder is an archive itself unless it holds archives."""
+    paths: list[Path] = []
+    for src in sources:
+        path = Path(src)
+        if not path.exists():
+            raise InputError(f"{path}: {what} not found")
+        if path.is_dir():
+            inner = sorted(p for p in path.iterdir() if p.is_file() and _looks_like_archive(p))
+            if inner:
+                paths.extend(inner)
+                continue
+            if not any(p.is_file() for p in path.rglob("*")):
+                raise InputError(f"{path}: {what} folder is empty")
+        paths.append(path)
+    return paths
+
+
+def _looks_like_archive(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith((".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd", ".zip"))
+
+
+def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Progress | None) -> tuple[int, int, int]:
+    manifest: dict[str, dict] = {}
+    pending: list[dict[str, Any]] = []
+    skipped = 0
+    for member in archives.iter_members(path):
+        if archives.is_manifest(member.name):
+            rows, bad = archives.parse_manifest(member.data, f"{path}!{member.name}")
+            manifest.update(rows)
+            for line, message in bad:
+                skipped += 1
+                case.add_problem("ingest", "malformed_manifest_line", message, input_id=input_id,
+                                 path=str(path), member=member.name, line=line)
+            continue
+        reason = None
+        if not member.data:
+            reason = "empty file"
+        elif archives.image_kind(member.data) is None:
+            reason = "not an image"
+        if reason:
+            skipped += 1
+            case.add_problem("ingest", "not_an_image", f"{path}!{member.name}: {reason}, skipped",
+                             input_id=input_id, path=str(path), member=member.name)
+            continue
+        pending.append({
+            "member": member.name,
+            "size": len(member.data),
+            "sha256": hashlib.sha256(member.data).hexdigest(),
+        })
+        if progress:
+            progress(1)
+    if not pending and skipped == 0:
+        raise InputError(f"{path}: archive holds no files")
+    items = duplicates = 0
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for item in pending:
+        row = archives.manifest_lookup(manifest, item["member"]) if manifest else None
+        if role == "snapshot":
+            key = str(row["snapshot"]) if row and row.get("snapshot") else archives.member_key(item["member"])
+            frame_id, ref_device, snapshot = f"s:{key}", None, key
+        else:
+            device = (row or {}).get("device_id") or _parent_folder(item["member"])
+            if not device:
+                skipped += 1
+                case.add_problem("ingest", "reference_without_device",
+                                 f"{path}!{item['member']}: reference frame with no device folder or manifest entry",
+                                 input_id=input_id, path=str(path), member=item["member"])
+                continue
+            frame_id, ref_device, snapshot = f"r:{device}:{item['sha256'][:16]}", str(device), None
+        if frame_id in seen:
+            if seen[frame_id] != item["sha256"]:
+                skipped += 1
+                case.add_problem("ingest", "duplicate_snapshot_key",
+                                 f"{path}!{item['member']}: {frame_id[2:]} appears twice with different images; keeping the first",
+                                 input_id=input_id, path=str(path), member=item["member"])
+            else:
+                duplicates += 1
+            continue
+        seen[frame_id] = item["sha256"]
+        existing = list(case.db.query("select sha256, input_id from frames where frame_id = ?", [frame_id]))
+        if existing:
+            if existing[0]["sha256"] != item["sha256"]:
+                skipped += 1
+                case.add_problem("ingest", "duplicate_snapshot_key",
+                                 f"{path}!{item['member']}: {frame_id[2:]} was already ingested from input "
+                                 f"{existing[0]['input_id']} with a different image; keeping the first",
+                                 input_id=input_id, path=str(path), member=item["member"])
+            else:
+                duplicates += 1
+            continue
+        rows.append({"frame_id": frame_id, "role": role, "snapshot": snapshot, "ref_device": ref_device,
+                     "input_id": input_id, **item})
+        items += 1
+    case.table("frames").insert_all(rows, batch_size=BATCH)
+    return items, duplicates, skipped
+
+
+def _parent_folder(name: str) -> str | None:
+    parts = PurePosixPath(name).parts
+    return parts[-2] if len(parts) >= 2 else None

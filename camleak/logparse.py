@@ -1,0 +1,205 @@
+"""Parse delivery-log lines (JSON lines or CSV) into canonical events.
+
+Real exports name and nest fields their own way; a field map turns dotted paths such as
+`jsonPayload.agentUserId` into camleak's canonical names. A mapped path is used where a line
+has it, otherwise the canonical name itself, so one map serves a mix of exports.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import IO, Any, Iterator
+
+from .timeutil import format_ts, parse_ts
+
+CANONICAL_FIELDS = (
+    "ts",
+    "account_id",
+    "device_id",
+    "snapshot",
+    "event",
+    "integration",
+    "request_id",
+)
+REQUIRED_FIELDS = ("ts", "account_id", "event")
+
+
+class FieldMapError(ValueError):
+    """A --field option that cannot be understood."""
+
+
+def parse_field_map(items: list[str] | None) -> dict[str, str]:
+    """`["account_id=jsonPayload.agentUserId"]` -> `{"account_id": "jsonPayload.agentUserId"}`."""
+    mapping: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise FieldMapError(f"--field {item!r}: expected NAME=dotted.path")
+        if name not in CANONICAL_FIELDS:
+            raise FieldMapError(
+                f"--field {item!r}: unknown field {name!r} (one of: {', '.join(CANONICAL_FIELDS)})"
+            )
+        mapping[name] = path
+    return mapping
+
+
+_MISSING = object()
+
+
+def lookup(record: dict[str, Any], path: str) -> Any:
+    """Value at a dotted path; a key that itself contains dots is tried first."""
+    if path in record:
+        return record[path]
+    node: Any = record
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+@dataclass
+class ParsedLine:
+    line: int
+    event: dict[str, Any] | None = None
+    error: str | None = None
+    raw: str | None = None
+
+
+@dataclass
+class MapUsage:
+    """Which mapped paths matched at least one line of a file (to catch a mistyped --field)."""
+
+    hits: dict[str, int] = field(default_factory=dict)
+    canonical_hits: dict[str, int] = field(default_factory=dict)
+
+
+def canonicalise(record: dict[str, Any], field_map: dict[str, str], usage: MapUsage) -> dict:
+    """Pick the canonical fields out of one raw record; raises ValueError on bad content."""
+    out: dict[str, Any] = {}
+    for name in CANONICAL_FIELDS:
+        value = _MISSING
+        mapped = field_map.get(name)
+        if mapped is not None:
+            value = lookup(record, mapped)
+            if value is not _MISSING:
+                usage.hits[name] = usage.hits.get(name, 0) + 1
+        if value is _MISSING:
+            value = record.get(name, _MISSING)
+            if value is not _MISSING:
+                usage.canonical_hits[name] = usage.canonical_hits.get(name, 0) + 1
+        if value is _MISSING or value is None or value == "":
+            out[name] = None
+            continue
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"field {name!r} holds a {type(value).__name__}, not a value")
+        out[name] = value
+    missing = [name for name in REQUIRED_FIELDS if out[name] is None]
+    if missing:
+        raise ValueError(f"missing field(s): {', '.join(missing)}")
+    ts_ms = parse_ts(out["ts"])
+    for name in CANONICAL_FIELDS:
+        if name != "ts" and out[name] is not None:
+            out[name] = str(out[name])
+    out["ts_ms"] = ts_ms
+    out["ts"] = format_ts(ts_ms)
+    out["event_key"] = event_key(out)
+    return out
+
+
+def event_key(event: dict[str, Any]) -> str:
+    """Identity of an event across overlapping exports: request_id + event when present."""
+    if event.get("request_id"):
+        return f"{event['request_id']}|{event['event']}"
+    basis = "|".join(
+        str(event.get(name) or "") for name in ("ts", "account_id", "device_id", "snapshot", "event")
+    )
+    return "h:" + hashlib.sha1(basis.encode()).hexdigest()[:20]
+
+
+def detect_format(name: str, head: bytes) -> str | None:
+    lowered = name.lower()
+    if lowered.endswith((".jsonl", ".ndjson", ".json", ".log")):
+        return "jsonl"
+    if lowered.endswith(".csv"):
+        return "csv"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    return None
+
+
+def iter_jsonl(
+    stream: IO[bytes], field_map: dict[str, str], usage: MapUsage
+) -> Iterator[ParsedLine]:
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield ParsedLine(number, error=f"not UTF-8 ({exc.reason})", raw=_preview(raw))
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            yield ParsedLine(number, error=f"not JSON ({exc.msg})", raw=_preview(raw))
+            continue
+        if not isinstance(record, dict):
+            yield ParsedLine(number, error="not a JSON object", raw=_preview(raw))
+            continue
+        try:
+            yield ParsedLine(number, event=canonicalise(record, field_map, usage))
+        except ValueError as exc:
+            yield ParsedLine(number, error=str(exc), raw=_preview(raw))
+
+
+def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> Iterator[ParsedLine]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    header = [name.strip() for name in header]
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield ParsedLine(reader.line_num, error=f"bad CSV ({exc})")
+            continue
+        number = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            yield ParsedLine(
+                number,
+                error=f"{len(row)} columns where the header has {len(header)}",
+                raw=_preview(",".join(row)),
+            )
+            continue
+        record = dict(zip(header, row))
+        try:
+            yield ParsedLine(number, event=canonicalise(record, field_map, usage))
+        except ValueError as exc:
+            yield ParsedLine(number, error=str(exc), raw=_preview(",".join(row)))
+
+
+def _preview(raw: bytes | str, limit: int = 300) -> str:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    raw = raw.rstrip("\r\n")
+    return raw if len(raw) <= limit else raw[:limit] + "…"

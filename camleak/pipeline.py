@@ -1,0 +1,93 @@
+"""The whole triage as one call: ingest every input, fingerprint, cluster, attribute.
+
+Each stage is recorded as its own run in the case file, so a triage interrupted anywhere can
+simply be run again: inputs already in are skipped, later stages replace their own output.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Sequence
+
+from . import ingest
+from .attribute import DEFAULT_ATTRIBUTION_PARAMS, AttributionParams, attribute_case
+from .casefile import Case
+from .cluster import DEFAULT_CLUSTER_PARAMS, ClusterParams, cluster_case
+from .fingerprint import DEFAULT_PARAMS, FingerprintParams, fingerprint_case
+
+# A progress factory: given a label and an optional total, returns a context manager yielding
+# an `advance(n)` callable and a `set_total(n)` callable. The CLI passes rich progress bars.
+ProgressFactory = Callable[[str, int | None], ContextManager[tuple[Callable[[int], None], Callable[[int], None]]]]
+
+
+def no_progress(label: str, total: int | None = None):
+    return nullcontext((lambda n: None, lambda n: None))
+
+
+@dataclass
+class TriageInputs:
+    devices: Sequence[str | Path]
+    logs: Sequence[str | Path]
+    snapshots: Sequence[str | Path]
+    references: Sequence[str | Path] = ()
+    field_map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TriageSettings:
+    fingerprint: FingerprintParams = DEFAULT_PARAMS
+    cluster: ClusterParams = DEFAULT_CLUSTER_PARAMS
+    attribution: AttributionParams = DEFAULT_ATTRIBUTION_PARAMS
+    workers: int | None = None
+
+
+def run_ingest(case: Case, inputs: TriageInputs, progress: ProgressFactory = no_progress) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    with case.run("ingest", {"devices": inputs.devices, "logs": inputs.logs, "snapshots": inputs.snapshots,
+                             "references": inputs.references, "field_map": inputs.field_map}) as run:
+        counts["devices"] = ingest.ingest_devices(case, inputs.devices).as_dict()
+        with progress("Reading delivery logs", None) as (advance, _):
+            counts["logs"] = ingest.ingest_logs(case, inputs.logs, inputs.field_map, advance).as_dict()
+        with progress("Reading snapshot archives", None) as (advance, _):
+            counts["snapshots"] = ingest.ingest_snapshots(case, inputs.snapshots, advance).as_dict()
+        if inputs.references:
+            with progress("Reading reference frames", None) as (advance, _):
+                counts["references"] = ingest.ingest_references(case, inputs.references, advance).as_dict()
+        run.update(counts)
+    return counts
+
+
+def run_fingerprint(case: Case, settings: TriageSettings = TriageSettings(), progress: ProgressFactory = no_progress) -> dict[str, Any]:
+    with case.run("fingerprint", {"params": settings.fingerprint.signature(), "workers": settings.workers}) as run:
+        with progress("Fingerprinting frames", None) as (advance, set_total):
+            stats = fingerprint_case(case, settings.fingerprint, settings.workers, advance, set_total)
+        case.set_meta("fingerprint_params", settings.fingerprint.signature())
+        run.update(stats.as_dict())
+    return stats.as_dict()
+
+
+def run_cluster(case: Case, settings: TriageSettings = TriageSettings()) -> dict[str, Any]:
+    with case.run("cluster", {"params": settings.cluster.signature()}) as run:
+        stats = cluster_case(case, settings.cluster)
+        run.update(stats.as_dict())
+    return stats.as_dict()
+
+
+def run_attribute(case: Case, settings: TriageSettings = TriageSettings()) -> dict[str, Any]:
+    with case.run("attribute", {"params": settings.attribution.signature()}) as run:
+        stats = attribute_case(case, settings.attribution)
+        run.update(stats.as_dict())
+    return stats.as_dict()
+
+
+def triage(case: Case, inputs: TriageInputs, settings: TriageSettings = TriageSettings(),
+           progress: ProgressFactory = no_progress) -> dict[str, Any]:
+    """Run every stage; returns each stage's counts."""
+    return {
+        "ingest": run_ingest(case, inputs, progress),
+        "fingerprint": run_fingerprint(case, settings, progress),
+        "cluster": run_cluster(case, settings),
+        "attribute": run_attribute(case, settings),
+    }

@@ -1,0 +1,84 @@
+"""The terminal summary: what a newcomer or an on-call engineer should grasp at a glance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+TOP_EXPOSURES = 10
+
+
+def _when(ts: str | None) -> str:
+    return ts.replace("T", " ").replace("Z", " UTC") if ts else "-"
+
+
+def render_summary(report: dict[str, Any], console: Console, *, case_path: str | None = None) -> None:
+    s = report["summary"]
+    info = report["case"]
+    console.print(
+        Text.assemble(
+            ("Case: ", "bold"),
+            f"{info['devices']} devices, {info['events']} log events, {info['snapshots']} snapshots, "
+            f"{info['reference_frames']} reference frames, {info['clusters']} frame clusters",
+        )
+    )
+    if s["exposure_pairs"] == 0:
+        console.print(Panel(Text("No cross-account exposure found: every attributed frame went to an account "
+                                 "allowed to see its camera.", style="bold green"), title="Result"))
+    else:
+        headline = Text.assemble(
+            (f"{s['recipient_accounts']} accounts", "bold red"), " received frames from ",
+            (f"{s['devices_exposed']} cameras", "bold red"), " of ",
+            (f"{s['owners_affected']} other owners", "bold red"), f" ({s['exposure_pairs']} account x camera pairs).\n",
+            f"{s['snapshots']} leaked snapshots in {s['events']} events; ",
+            (f"{s['viewed_events']} viewed", "bold"), " by the recipient.\n",
+            f"First leaked delivery {_when(s['first_seen'])}, last {_when(s['last_seen'])}.\n",
+            f"Evidence: {s['content_evidence_pairs']} pairs proven by the images themselves, "
+            f"{s['log_evidence_pairs']} by the log alone.",
+        )
+        console.print(Panel(headline, title="Result: cross-account exposure", border_style="red"))
+        table = Table(title=f"Top exposures (of {s['exposure_pairs']})", title_justify="left")
+        for column in ("source camera", "home", "owner", "recipient", "frames", "viewed", "evidence", "confidence"):
+            table.add_column(column, justify="right" if column in ("frames", "viewed", "confidence") else "left")
+        ranked = sorted(report["exposures"], key=lambda e: (-e["viewed_events"], -e["snapshots"], e["recipient_account"], e["source_device"]))
+        for e in ranked[:TOP_EXPOSURES]:
+            table.add_row(e["source_device"], e["source_home"] or "?", e["source_owner"] or "?", e["recipient_account"],
+                          str(e["snapshots"]), str(e["viewed_events"]),
+                          e["evidence"] + (f" ({e['attribution']})" if e["attribution"] else ""), f"{e['confidence']:.2f}")
+        console.print(table)
+    notes = _notes(report)
+    if notes:
+        console.print(Panel(Group(*notes), title="Unattributed and warnings", border_style="yellow"))
+    if case_path:
+        console.print(Text.assemble(("Next: ", "bold"), f"camleak report --case {case_path} --format json -o report.json"))
+
+
+def _notes(report: dict[str, Any]) -> list[Text]:
+    notes: list[Text] = []
+    for u in report["unattributed"]:
+        notes.append(Text(f"{u['snapshots']} snapshots ({u['events']} events) not attributed: {u['reason']}"))
+    for w in report["warnings"]:
+        first = f" — e.g. {w['examples'][0]}" if w["examples"] else ""
+        notes.append(Text(f"{w['count']} x {w['kind'].replace('_', ' ')}{first}", style="yellow"))
+    return notes
+
+
+def render_score(score: dict[str, Any], console: Console) -> None:
+    pairs, snaps = score["exposure_pairs"], score["snapshot_attribution"]
+    table = Table(title="Score against the simulator's ground truth", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    table.add_row("exposure pairs: precision", fmt(pairs["precision"]))
+    table.add_row("exposure pairs: recall", fmt(pairs["recall"]))
+    table.add_row("exposure pairs: recall (informative frames)", fmt(pairs["recall_informative"]))
+    table.add_row("exposure pairs: reported / true", f"{pairs['reported']} / {pairs['true']}")
+    table.add_row("home mix-ups reported as exposures", str(pairs["home_mixups_reported"]))
+    table.add_row("snapshot attribution: accuracy (informative)", fmt(snaps["accuracy_informative"]))
+    table.add_row("snapshot attribution: precision", fmt(snaps["precision"]))
+    table.add_row("uninformative frames attributed", str(snaps["uninformative_attributed"]))
+    console.print(table)
