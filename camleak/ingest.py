@@ -93,7 +93,7 @@ REGISTRY_FIELDS = ("device_id", "home_id", "owner_account", "shared_accounts")
 def ingest_devices(case: Case, sources: Iterable[str | Path]) -> IngestStats:
     """Load the device registry (CSV or JSON lines, plain or compressed)."""
     total = IngestStats()
-    for path in expand(sources, what="device registry"):
+    for path in expand(sources, what="device registry", exclude=case.path):
         total.add(_guarded(case, "devices", path, lambda input_id, p=path: _load_registry(case, p, input_id)))
     return total
 
@@ -192,7 +192,7 @@ def ingest_logs(
     """Load delivery-log exports; the same (request_id, event) counts once across exports."""
     field_map = field_map or {}
     total = IngestStats()
-    for path in expand(sources, what="delivery log"):
+    for path in expand(sources, what="delivery log", exclude=case.path):
         total.add(
             _guarded(case, "logs", path, lambda input_id, p=path: _load_log(case, p, input_id, field_map, progress))
         )

@@ -19,8 +19,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def expand(sources: Iterable[str | Path], *, what: str) -> list[Path]:
-    """Files named by `sources`, directories walked in sorted order, hidden files skipped."""
+def expand(sources: Iterable[str | Path], *, what: str, exclude: Path | None = None) -> list[Path]:
+    """Files named by `sources`, directories walked in sorted order, hidden files skipped.
+
+    `exclude` is the case file: a folder holding both inputs and the case must not ingest it.
+    """
     files: list[Path] = []
     for src in sources:
         path = Path(src)
@@ -28,7 +31,9 @@ def expand(sources: Iterable[str | Path], *, what: str) -> list[Path]:
             found = sorted(
                 p
                 for p in path.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                and not is_case_file(p, exclude)
             )
             if not found:
                 raise InputError(f"{path}: {what} directory is empty")
@@ -40,6 +45,14 @@ def expand(sources: Iterable[str | Path], *, what: str) -> list[Path]:
         else:
             raise InputError(f"{path}: {what} not found")
     return files
+
+
+def is_case_file(path: Path, case_path: Path | None) -> bool:
+    if case_path is None:
+        return False
+    base = case_path.resolve()
+    target = path.resolve()
+    return target == base or target.name.startswith(base.name + "-") and target.parent == base.parent
 
 
 def compression_of(path: Path) -> str | None:
