@@ -162,8 +162,11 @@ def attribute_case(case: Case, params: AttributionParams = DEFAULT_ATTRIBUTION_P
     with case.db.conn:
         case.db.execute("delete from attributions")
         case.db.execute("delete from exposures")
-    for cid, d in decisions.items():
-        case.table("clusters").update(cid, {k: d[k] for k in ("source_device", "attribution", "confidence", "votes", "reason")})
+    with case.db.conn:
+        case.db.conn.executemany(
+            "update clusters set source_device = ?, attribution = ?, confidence = ?, votes = ?, reason = ? where cluster_id = ?",
+            [(d["source_device"], d["attribution"], d["confidence"], d["votes"], d["reason"], cid) for cid, d in decisions.items()],
+        )
     case.table("attributions").insert_all(attributions, batch_size=2000)
     case.table("exposures").insert_all(exposures, batch_size=2000)
     case.set_meta("attribution_params", params.signature())

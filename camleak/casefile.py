@@ -229,7 +229,9 @@ class Case:
             create_private_file(self.path)
         try:
             conn = sqlite3.connect(self.path, timeout=30)
-            conn.execute("pragma foreign_keys=on")
+            # WAL: readers never block the writer, and a killed run leaves a consistent file.
+            conn.execute("pragma journal_mode=wal")
+            conn.execute("pragma synchronous=normal")
             self.db = sqlite_utils.Database(conn)
             self._ensure_schema()
         except sqlite3.DatabaseError as exc:
