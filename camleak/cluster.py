@@ -1,7 +1,8 @@
 """Cluster stage: group frames by the camera they came from, from their hashes alone.
 
-The rule: two complete, informative frames are linked when *both* hash kinds agree (pHash and
-dHash each within their own threshold); clusters are the connected components of those links.
+The rule: two complete, informative frames are linked when *both* hash kinds agree (a 256-bit
+pHash and a 64-bit dHash, each within its own threshold); clusters are the connected
+components of those links.
 Requiring two independent hash kinds to agree is what keeps a few borderline frames from
 chaining two homes together. Truncated frames never create links: each joins the one cluster
 whose frames match its decoded band, or none when that is ambiguous. Uninformative frames
@@ -22,11 +23,11 @@ from .casefile import Case
 
 @dataclass(frozen=True)
 class ClusterParams:
-    phash_max: int = 16
-    dhash_max: int = 18
-    band_phash_max: int = 14
-    band_dhash_max: int = 16
-    chunk: int = 2048
+    phash_max: int = 70  # of 256 bits
+    dhash_max: int = 20  # of 64 bits
+    band_phash_max: int = 66
+    band_dhash_max: int = 18
+    chunk: int = 1024
 
     def signature(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -35,12 +36,18 @@ class ClusterParams:
 DEFAULT_CLUSTER_PARAMS = ClusterParams()
 
 
-def hex_to_u64(values: Iterable[str]) -> np.ndarray:
-    return np.array([int(v, 16) for v in values], dtype=np.uint64)
+def hex_to_words(values: Iterable[str]) -> np.ndarray:
+    """Hex hashes as an (n, words) array of uint64, so distances are popcounts of XORs."""
+    rows = [bytes.fromhex(v) for v in values]
+    if not rows:
+        return np.zeros((0, 1), dtype=np.uint64)
+    data = np.frombuffer(b"".join(rows), dtype=">u8").astype(np.uint64)
+    return data.reshape(len(rows), -1)
 
 
-def popcount(x: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(x)
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between hash rows a[i] and b[i] (broadcasting)."""
+    return np.bitwise_count(a ^ b).sum(axis=-1, dtype=np.int64)
 
 
 class UnionFind:
@@ -65,18 +72,25 @@ class UnionFind:
                 self.parent[ra] = rb
 
 
-def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    """All pairs (i < j) within both thresholds, in chunks of rows."""
+def link_pairs(
+    phash: np.ndarray, dhash: np.ndarray, params: ClusterParams, phash_max: int | None = None, dhash_max: int | None = None
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """All pairs (i < j) within both thresholds, in chunks of rows.
+
+    The short dHash screens every pair; the long pHash is compared only where dHash agreed.
+    """
+    phash_max = params.phash_max if phash_max is None else phash_max
+    dhash_max = params.dhash_max if dhash_max is None else dhash_max
     n = len(phash)
     for start in range(0, n, params.chunk):
         stop = min(n, start + params.chunk)
-        dp = popcount(phash[start:stop, None] ^ phash[None, :])
-        dd = popcount(dhash[start:stop, None] ^ dhash[None, :])
-        close = (dp <= params.phash_max) & (dd <= params.dhash_max)
-        rows, cols = np.nonzero(close)
+        dd = distances(dhash[start:stop, None, :], dhash[None, :, :])
+        rows, cols = np.nonzero(dd <= dhash_max)
         rows = rows + start
         keep = cols > rows
-        yield rows[keep], cols[keep]
+        rows, cols = rows[keep], cols[keep]
+        close = distances(phash[rows], phash[cols]) <= phash_max
+        yield rows[close], cols[close]
 
 
 def components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -114,8 +128,8 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     weak = [r for r in rows if r["status"] == "ok" and not r["phash"] and r["band_phash"]]
     stats = ClusterStats(core_frames=len(core), left_out=len(rows) - len(core) - len(weak))
 
-    phash = hex_to_u64(r["phash"] for r in core)
-    dhash = hex_to_u64(r["dhash"] for r in core)
+    phash = hex_to_words(r["phash"] for r in core)
+    dhash = hex_to_words(r["dhash"] for r in core)
     labels = components(len(core), link_pairs(phash, dhash, params))
 
     # Stable cluster ids: components ordered by their first frame id.
@@ -137,12 +151,12 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
             assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": "hash", "distance": int(spread[pos])})
 
     if weak and core:
-        band_p = hex_to_u64(r["band_phash"] for r in core)
-        band_d = hex_to_u64(r["band_dhash"] for r in core)
+        band_p = hex_to_words(r["band_phash"] for r in core)
+        band_d = hex_to_words(r["band_dhash"] for r in core)
         for r in weak:
-            wp, wd = np.uint64(int(r["band_phash"], 16)), np.uint64(int(r["band_dhash"], 16))
-            dp = popcount(band_p ^ wp)
-            dd = popcount(band_d ^ wd)
+            wp, wd = hex_to_words([r["band_phash"]])[0], hex_to_words([r["band_dhash"]])[0]
+            dp = distances(band_p, wp)
+            dd = distances(band_d, wd)
             close = np.nonzero((dp <= params.band_phash_max) & (dd <= params.band_dhash_max))[0]
             found = sorted(set(cluster_of[close].tolist()))
             if len(found) == 1:
@@ -180,11 +194,12 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     return stats
 
 
-def _medoid(phash: np.ndarray, dhash: np.ndarray, sample: int = 512) -> tuple[int, np.ndarray]:
-    """Index of the member closest to all others (on a sample for big clusters) and each member's distance to it."""
+def _medoid(phash: np.ndarray, dhash: np.ndarray, sample: int = 256) -> tuple[int, np.ndarray]:
+    """Index of the member closest to all others (candidates sampled in big clusters) and each
+    member's pHash distance to it."""
     n = len(phash)
     pool = np.arange(n) if n <= sample else np.linspace(0, n - 1, sample).astype(int)
-    dist = popcount(phash[pool, None] ^ phash[None, :]).astype(np.int64) + popcount(dhash[pool, None] ^ dhash[None, :])
-    best = pool[int(np.argmin(dist.sum(axis=1)))]
-    spread = popcount(phash ^ phash[best]).astype(np.int64)
+    totals = np.array([distances(phash, phash[i]).sum() for i in pool])
+    best = int(pool[int(np.argmin(totals))])
+    spread = distances(phash, phash[best])
     return int(best), spread

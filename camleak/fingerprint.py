@@ -38,11 +38,12 @@ class FingerprintParams:
     """Everything that changes what a fingerprint is; recorded with every row."""
 
     algorithm: int = 1
-    hash_size: int = 8
+    phash_size: int = 16  # 256-bit pHash: distances between homes concentrate far from those within one
+    dhash_size: int = 8
     draft_size: tuple[int, int] = (128, 72)
     overlay_top: float = 0.12  # share of rows at the top kept out of the hash (timestamp)
     band_bottom: float = 0.55  # the band [overlay_top, band_bottom) is hashed on its own
-    min_quality: float = 12.0  # below: too little information to say whose home it shows
+    min_quality: float = 30.0  # below: too little information to say whose home it shows
 
     def signature(self) -> str:
         data = asdict(self) | {
@@ -157,8 +158,8 @@ def _decoded_rows(pixels: np.ndarray) -> int:
 def _hashes(region: np.ndarray, params: FingerprintParams) -> tuple[str, str]:
     image = Image.fromarray(np.clip(region, 0, 255).astype(np.uint8), mode="L")
     return (
-        str(imagehash.phash(image, hash_size=params.hash_size)),
-        str(imagehash.dhash(image, hash_size=params.hash_size)),
+        str(imagehash.phash(image, hash_size=params.phash_size)),
+        str(imagehash.dhash(image, hash_size=params.dhash_size)),
     )
 
 

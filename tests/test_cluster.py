@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from camleak.casefile import Case
-from camleak.cluster import ClusterParams, cluster_case, components, link_pairs, popcount
+from camleak.cluster import ClusterParams, cluster_case, components, distances, hex_to_words, link_pairs
 
 
 def brute_force_labels(ph, dh, params):
     n = len(ph)
     adjacency = [[j for j in range(n) if j != i and
-                  bin(int(ph[i]) ^ int(ph[j])).count("1") <= params.phash_max and
-                  bin(int(dh[i]) ^ int(dh[j])).count("1") <= params.dhash_max] for i in range(n)]
+                  bin(int(ph[i, 0]) ^ int(ph[j, 0])).count("1") <= params.phash_max and
+                  bin(int(dh[i, 0]) ^ int(dh[j, 0])).count("1") <= params.dhash_max] for i in range(n)]
     labels = [-1] * n
     for start in range(n):
         if labels[start] >= 0:
@@ -46,7 +46,7 @@ def test_components_equal_brute_force():
         k = int(rng.integers(1, 12))
         ph += noisy_copies(rng, bp, k, int(rng.integers(0, 7)))
         dh += noisy_copies(rng, bd, k, int(rng.integers(0, 9)))
-    ph, dh = np.array(ph, dtype=np.uint64), np.array(dh, dtype=np.uint64)
+    ph, dh = np.array(ph, dtype=np.uint64)[:, None], np.array(dh, dtype=np.uint64)[:, None]
     fast = components(len(ph), link_pairs(ph, dh, params))
     slow = brute_force_labels(ph, dh, params)
     # same partition: labels map one-to-one
@@ -55,15 +55,17 @@ def test_components_equal_brute_force():
 
 def test_both_hash_kinds_must_agree():
     params = ClusterParams(phash_max=4, dhash_max=4)
-    ph = np.array([0, 0, 0b1111], dtype=np.uint64)
-    dh = np.array([0, 0b11111111, 0], dtype=np.uint64)
+    ph = np.array([[0], [0], [0b1111]], dtype=np.uint64)
+    dh = np.array([[0], [0b11111111], [0]], dtype=np.uint64)
     # 0-1: phash equal but dhash 8 apart; 0-2: dhash equal, phash 4 apart -> only 0-2 linked
     labels = components(3, link_pairs(ph, dh, params))
     assert labels[0] == labels[2] != labels[1]
 
 
-def test_popcount():
-    assert popcount(np.array([0, 1, 2**64 - 1], dtype=np.uint64)).tolist() == [0, 1, 64]
+def test_distances_over_multiword_hashes():
+    a = hex_to_words(["0" * 64, "f" * 64, "0" * 63 + "1"])
+    assert a.shape == (3, 4)
+    assert distances(a[:, None, :], a[None, :, :]).tolist() == [[0, 256, 1], [256, 0, 255], [1, 255, 0]]
 
 
 def _fp(frame_id, phash=None, dhash=None, band=None, status="ok"):
