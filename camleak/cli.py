@@ -15,9 +15,11 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,6 +31,24 @@ from .errors import CamleakError, InputError
 from .logparse import FieldMapError, parse_field_map
 from .report import build_report, dumps, iter_snapshot_export
 from .summary import render_score, render_summary
+
+class ReportFormat(str, Enum):
+    json = "json"
+
+
+class AccessScope(str, Enum):
+    home = "home"
+    device = "device"
+
+
+class Difficulty(str, Enum):
+    easy = "easy"
+    normal = "normal"
+    hard = "hard"
+
+
+# typer may vendor its own click: pass either's usage errors through to typer's handling.
+_CLICK_ERRORS = tuple({click.ClickException, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")})
 
 EXIT_EXPOSURE = 3
 EXIT_UNEXPECTED = 70
@@ -52,7 +72,7 @@ _state = {"debug": False}
 CaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite); created if missing.")]
 ExistingCaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite).")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes for fingerprinting (default: all cores).")]
-ScopeOpt = Annotated[str, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
+ScopeOpt = Annotated[AccessScope, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
 FailOpt = Annotated[bool, typer.Option("--fail-on-exposure", help="Exit with code 3 when exposures are found.")]
 FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable).")]
 
@@ -80,21 +100,21 @@ def handle_errors(func: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
             raise
         except CamleakError as exc:
-            stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+            stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
         except FieldMapError as exc:
-            stderr.print(f"[bold red]usage error:[/] {exc}", highlight=False)
+            stderr.print(f"[bold red]usage error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         except KeyboardInterrupt:
-            stderr.print("interrupted; rerun the same command to continue", highlight=False)
+            stderr.print("interrupted; rerun the same command to continue", highlight=False, soft_wrap=True)
             raise typer.Exit(130)
         except Exception as exc:  # the last line of defence: one line, exit 70
             if _state["debug"]:
                 traceback.print_exc()
-            stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False)
+            stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_UNEXPECTED)
 
     return wrapper
@@ -115,10 +135,8 @@ def _open_case(path: Path, create: bool = False) -> Case:
     return Case(path, create=create)
 
 
-def _settings(workers: int | None, scope: str) -> pipeline.TriageSettings:
-    if scope not in ("home", "device"):
-        raise typer.BadParameter("must be 'home' or 'device'", param_hint="--access-scope")
-    return pipeline.TriageSettings(attribution=AttributionParams(access_scope=scope), workers=workers)
+def _settings(workers: int | None, scope: AccessScope) -> pipeline.TriageSettings:
+    return pipeline.TriageSettings(attribution=AttributionParams(access_scope=scope.value), workers=workers)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -145,7 +163,7 @@ def triage(
     references: Annotated[Optional[list[Path]], typer.Option("--references", help="Reference frames known to come from a device: <device_id>/image layout or manifest (repeatable).")] = None,
     field: FieldOpt = None,
     workers: WorkersOpt = None,
-    access_scope: ScopeOpt = "home",
+    access_scope: ScopeOpt = AccessScope.home,
     fail_on_exposure: FailOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
@@ -207,7 +225,7 @@ def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Ar
 def fingerprint(case: ExistingCaseOpt, workers: WorkersOpt = None) -> None:
     """Fingerprint every frame not yet fingerprinted with the current parameters."""
     with _open_case(case) as c:
-        stdout.print(json.dumps(pipeline.run_fingerprint(c, _settings(workers, "home"), _rich_progress), sort_keys=True))
+        stdout.print(json.dumps(pipeline.run_fingerprint(c, _settings(workers, AccessScope.home), _rich_progress), sort_keys=True))
 
 
 @app.command()
@@ -220,7 +238,7 @@ def cluster(case: ExistingCaseOpt) -> None:
 
 @app.command()
 @handle_errors
-def attribute(case: ExistingCaseOpt, access_scope: ScopeOpt = "home", fail_on_exposure: FailOpt = False) -> None:
+def attribute(case: ExistingCaseOpt, access_scope: ScopeOpt = AccessScope.home, fail_on_exposure: FailOpt = False) -> None:
     """Attribute clusters to devices and compute exposures (replaces earlier results), then summarise."""
     with _open_case(case) as c:
         pipeline.run_attribute(c, _settings(None, access_scope))
@@ -239,13 +257,11 @@ def summary(case: ExistingCaseOpt, fail_on_exposure: FailOpt = False) -> None:
 @handle_errors
 def report(
     case: ExistingCaseOpt,
-    format: Annotated[str, typer.Option("--format", help="Report format: json (schema camleak.report/1).")] = "json",
+    format: Annotated[ReportFormat, typer.Option("--format", help="Report format: json (schema camleak.report/1).")] = ReportFormat.json,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (owner-only) instead of stdout.")] = None,
     fail_on_exposure: FailOpt = False,
 ) -> None:
     """Write the exposure report."""
-    if format != "json":
-        raise typer.BadParameter(f"unknown format {format!r} (available: json)", param_hint="--format")
     with _open_case(case) as c:
         data = build_report(c)
     text = dumps(data)
@@ -277,21 +293,19 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: the same seed
 HomesOpt = Annotated[int, typer.Option("--homes", min=2, help="Number of homes.")]
 HoursOpt = Annotated[int, typer.Option("--hours", min=1, help="Length of the simulated period in hours.")]
 BugOpt = Annotated[float, typer.Option("--bug-rate", min=0.0, max=1.0, help="Share of requests in the bug window served another home's snapshot.")]
-DifficultyOpt = Annotated[str, typer.Option("--difficulty", help="easy, normal or hard: how hostile the frames are.")]
+DifficultyOpt = Annotated[Difficulty, typer.Option("--difficulty", help="easy, normal or hard: how hostile the frames are.")]
 
 
-def _sim_params(seed: int, homes: int, hours: int, bug_rate: float, difficulty: str, references: bool):
+def _sim_params(seed: int, homes: int, hours: int, bug_rate: float, difficulty: Difficulty, references: bool):
     from .simulate import SimParams
-    if difficulty not in ("easy", "normal", "hard"):
-        raise typer.BadParameter("must be easy, normal or hard", param_hint="--difficulty")
-    return SimParams(seed=seed, homes=homes, hours=hours, bug_rate=bug_rate, difficulty=difficulty, references=references)
+    return SimParams(seed=seed, homes=homes, hours=hours, bug_rate=bug_rate, difficulty=difficulty.value, references=references)
 
 
 @app.command()
 @handle_errors
 def simulate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the incident into (must be empty or absent).")],
-    seed: SeedOpt = 7, homes: HomesOpt = 40, hours: HoursOpt = 24, bug_rate: BugOpt = 0.3, difficulty: DifficultyOpt = "normal",
+    seed: SeedOpt = 7, homes: HomesOpt = 40, hours: HoursOpt = 24, bug_rate: BugOpt = 0.3, difficulty: DifficultyOpt = Difficulty.normal,
     references: Annotated[bool, typer.Option(help="Write reference frames for some devices.")] = True,
     workers: WorkersOpt = None,
 ) -> None:
@@ -307,7 +321,7 @@ def simulate(
 @handle_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the generated incident and its case file.")] = Path("camleak-demo"),
-    seed: SeedOpt = 7, homes: HomesOpt = 40, hours: HoursOpt = 24, bug_rate: BugOpt = 0.3, difficulty: DifficultyOpt = "normal",
+    seed: SeedOpt = 7, homes: HomesOpt = 40, hours: HoursOpt = 24, bug_rate: BugOpt = 0.3, difficulty: DifficultyOpt = Difficulty.normal,
     references: Annotated[bool, typer.Option(help="Give the triage reference frames for some devices.")] = True,
     score: Annotated[bool, typer.Option("--score", help="Compare the result with the simulator's ground truth.")] = False,
     workers: WorkersOpt = None,
@@ -335,8 +349,8 @@ def demo(
                                    references=incident.references, field_map=incident.field_map)
     case_path = out / "case.db"
     with _open_case(case_path, create=True) as c:
-        pipeline.triage(c, inputs, _settings(workers, "home"), _rich_progress)
-        stdout.print(f"Triaged in {time.monotonic() - started:.1f}s in all.\n", highlight=False)
+        pipeline.triage(c, inputs, _settings(workers, AccessScope.home), _rich_progress)
+        stdout.print(f"Triaged in {time.monotonic() - started:.1f}s in all.\n", highlight=False, soft_wrap=True)
         report_data = build_report(c)
         render_summary(report_data, stdout, case_path=str(case_path))
         if score:

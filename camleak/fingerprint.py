@@ -175,6 +175,10 @@ def quality_score(region: np.ndarray) -> float:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, PIL.UnidentifiedImageError):
+        return "not a recognisable image"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "declared dimensions too large (decompression bomb)"
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:200]
 

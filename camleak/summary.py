@@ -41,20 +41,29 @@ def render_summary(report: dict[str, Any], console: Console, *, case_path: str |
             f"{s['log_evidence_pairs']} by the log alone.",
         )
         console.print(Panel(headline, title="Result: cross-account exposure", border_style="red"))
-        table = Table(title=f"Top exposures (of {s['exposure_pairs']})", title_justify="left")
-        for column in ("source camera", "home", "owner", "recipient", "frames", "viewed", "evidence", "confidence"):
-            table.add_column(column, justify="right" if column in ("frames", "viewed", "confidence") else "left")
+        table = Table(title=f"Top exposures (of {s['exposure_pairs']}; all in `camleak report`)", title_justify="left")
+        table.add_column("camera / home")
+        table.add_column("recipient")
+        table.add_column("frames", justify="right")
+        table.add_column("viewed", justify="right")
+        table.add_column("evidence")
+        table.add_column("conf", justify="right")
         ranked = sorted(report["exposures"], key=lambda e: (-e["viewed_events"], -e["snapshots"], e["recipient_account"], e["source_device"]))
         for e in ranked[:TOP_EXPOSURES]:
-            table.add_row(e["source_device"], e["source_home"] or "?", e["source_owner"] or "?", e["recipient_account"],
-                          str(e["snapshots"]), str(e["viewed_events"]),
-                          e["evidence"] + (f" ({e['attribution']})" if e["attribution"] else ""), f"{e['confidence']:.2f}")
+            table.add_row(f"{e['source_device']} / {e['source_home'] or '?'}", e["recipient_account"],
+                          str(e["snapshots"]), str(e["viewed_events"]), _evidence(e), f"{e['confidence']:.2f}")
         console.print(table)
     notes = _notes(report)
     if notes:
         console.print(Panel(Group(*notes), title="Unattributed and warnings", border_style="yellow"))
     if case_path:
         console.print(Text.assemble(("Next: ", "bold"), f"camleak report --case {case_path} --format json -o report.json"))
+
+
+def _evidence(exposure: dict[str, Any]) -> str:
+    if exposure["evidence"] == "log":
+        return "log only"
+    return {"reference": "image+ref", "logs": "image+logs"}.get(exposure["attribution"] or "", "image")
 
 
 def _notes(report: dict[str, Any]) -> list[Text]:
