@@ -84,10 +84,11 @@ def run_attribute(case: Case, settings: TriageSettings = TriageSettings()) -> di
 
 def triage(case: Case, inputs: TriageInputs, settings: TriageSettings = TriageSettings(),
            progress: ProgressFactory = no_progress) -> dict[str, Any]:
-    """Run every stage; returns each stage's counts."""
-    return {
-        "ingest": run_ingest(case, inputs, progress),
-        "fingerprint": run_fingerprint(case, settings, progress),
-        "cluster": run_cluster(case, settings),
-        "attribute": run_attribute(case, settings),
-    }
+    """Run every stage; returns each stage's counts. Each stage is also its own run."""
+    with case.run("triage", {"inputs": inputs.__dict__, "workers": settings.workers,
+                             "access_scope": settings.attribution.access_scope}) as run:
+        run["ingest"] = run_ingest(case, inputs, progress)
+        run["fingerprint"] = run_fingerprint(case, settings, progress)
+        run["cluster"] = run_cluster(case, settings)
+        run["attribute"] = run_attribute(case, settings)
+    return dict(run)
