@@ -283,7 +283,7 @@ def _exposures(
         if distance is not None:
             item["max_distance"] = max(item["max_distance"] or 0, distance)
     rows = []
-    for (account, source), item in sorted(pairs.items()):
+    for _, item in sorted(pairs.items()):
         rows.append({
             **{k: item[k] for k in ("recipient_account", "source_device", "source_home", "source_owner", "events",
                                    "viewed_events", "first_seen", "last_seen", "max_distance")},

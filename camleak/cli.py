@@ -104,18 +104,18 @@ def handle_errors(func: Callable) -> Callable:
             raise
         except CamleakError as exc:
             stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code)
+            raise typer.Exit(exc.exit_code) from None
         except FieldMapError as exc:
             stderr.print(f"[bold red]usage error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             stderr.print("interrupted; rerun the same command to continue", highlight=False, soft_wrap=True)
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except Exception as exc:  # the last line of defence: one line, exit 70
             if _state["debug"]:
                 traceback.print_exc()
             stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_UNEXPECTED)
+            raise typer.Exit(EXIT_UNEXPECTED) from None
 
     return wrapper
 

@@ -12,7 +12,7 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
@@ -32,7 +32,6 @@ class IngestStats:
     items: int = 0
     duplicates: int = 0
     skipped: int = 0
-    problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -49,7 +48,6 @@ class IngestStats:
         self.items += other.items
         self.duplicates += other.duplicates
         self.skipped += other.skipped
-        self.problems.extend(other.problems)
 
 
 def _guarded(case: Case, kind: str, path: Path, body: Callable[[int], tuple[int, int, int]]) -> IngestStats:

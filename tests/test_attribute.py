@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from camleak.attribute import AttributionParams, Registry, attribute_case
 from camleak.casefile import Case

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import stat
-import tarfile
 
 import pytest
 import zstandard
@@ -150,7 +148,6 @@ def test_snapshot_archive_formats(case, tmp_path, kind):
     if kind in ("tar", "tar.gz", "tgz"):
         write_tar(target, members, {"tar": "w", "tar.gz": "w:gz", "tgz": "w:gz"}[kind])
     elif kind == "tar.zst":
-        raw = io.BytesIO()
         write_tar(tmp_path / "plain.tar", members, "w")
         target.write_bytes(zstandard.ZstdCompressor().compress((tmp_path / "plain.tar").read_bytes()))
     elif kind == "zip":
