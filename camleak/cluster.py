@@ -1,10 +1,11 @@
 """Cluster stage: group frames by the camera they came from, from their hashes alone.
 
-The rule: two complete, informative frames are linked when *both* hash kinds agree (a 256-bit
-pHash and a 64-bit dHash, each within its own threshold); clusters are the connected
-components of those links.
-Requiring two independent hash kinds to agree is what keeps a few borderline frames from
-chaining two homes together. Truncated frames never create links: each joins the one cluster
+The rule: two complete, informative frames are *neighbours* when both hash kinds agree (a
+256-bit pHash and a 64-bit dHash, each within its own threshold). A neighbour pair is *linked*
+when it is close (both within a tighter bar) or when a third frame is a neighbour of both;
+clusters are the connected components of the links. Single-link clustering over one threshold
+chains two homes together through one borderline pair; requiring two hash kinds, and
+corroboration by a shared neighbour for anything not clearly close, is what stops that. Truncated frames never create links: each joins the one cluster
 whose frames match its decoded band, or none when that is ambiguous. Uninformative frames
 (near-black, flat) are left out entirely: they look alike across homes.
 """
@@ -17,14 +18,18 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 import numpy as np
+from scipy import sparse
 
 from .casefile import Case
 
 
 @dataclass(frozen=True)
 class ClusterParams:
-    phash_max: int = 70  # of 256 bits
-    dhash_max: int = 20  # of 64 bits
+    phash_max: int = 74  # of 256 bits: neighbours
+    dhash_max: int = 22  # of 64 bits
+    tight_phash_max: int = 59  # a neighbour pair this close is linked without corroboration
+    tight_dhash_max: int = 17
+    min_common: int = 1  # otherwise it needs this many shared neighbours
     band_phash_max: int = 66
     band_dhash_max: int = 18
     chunk: int = 1024
@@ -72,15 +77,12 @@ class UnionFind:
                 self.parent[ra] = rb
 
 
-def link_pairs(
-    phash: np.ndarray, dhash: np.ndarray, params: ClusterParams, phash_max: int | None = None, dhash_max: int | None = None
-) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    """All pairs (i < j) within both thresholds, in chunks of rows.
+def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """All pairs (i < j) within both thresholds with their distances, in chunks of rows.
 
     The short dHash screens every pair; the long pHash is compared only where dHash agreed.
     """
-    phash_max = params.phash_max if phash_max is None else phash_max
-    dhash_max = params.dhash_max if dhash_max is None else dhash_max
+    phash_max, dhash_max = params.phash_max, params.dhash_max
     n = len(phash)
     for start in range(0, n, params.chunk):
         stop = min(n, start + params.chunk)
@@ -89,8 +91,27 @@ def link_pairs(
         rows = rows + start
         keep = cols > rows
         rows, cols = rows[keep], cols[keep]
-        close = distances(phash[rows], phash[cols]) <= phash_max
-        yield rows[close], cols[close]
+        dp = distances(phash[rows], phash[cols])
+        close = dp <= phash_max
+        yield rows[close], cols[close], dp[close], distances(dhash[rows[close]], dhash[cols[close]])
+
+
+def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The linked pairs: neighbours that are tightly close or share enough neighbours."""
+    parts = list(neighbour_pairs(phash, dhash, params))
+    if not parts:
+        return []
+    rows = np.concatenate([p[0] for p in parts])
+    cols = np.concatenate([p[1] for p in parts])
+    dp = np.concatenate([p[2] for p in parts])
+    dd = np.concatenate([p[3] for p in parts])
+    n = len(phash)
+    adjacency = sparse.coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(n, n)).tocsr()
+    adjacency = adjacency + adjacency.T
+    common = np.asarray((adjacency[rows].multiply(adjacency[cols])).sum(axis=1)).ravel()
+    tight = (dp <= params.tight_phash_max) & (dd <= params.tight_dhash_max)
+    keep = tight | (common >= params.min_common)
+    return [(rows[keep], cols[keep])]
 
 
 def components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -9,10 +9,13 @@ from camleak.cluster import ClusterParams, cluster_case, components, distances, 
 
 
 def brute_force_labels(ph, dh, params):
+    """The clustering rule written the slow, obvious way."""
     n = len(ph)
-    adjacency = [[j for j in range(n) if j != i and
-                  bin(int(ph[i, 0]) ^ int(ph[j, 0])).count("1") <= params.phash_max and
-                  bin(int(dh[i, 0]) ^ int(dh[j, 0])).count("1") <= params.dhash_max] for i in range(n)]
+    dp = lambda i, j: bin(int(ph[i, 0]) ^ int(ph[j, 0])).count("1")  # noqa: E731
+    dd = lambda i, j: bin(int(dh[i, 0]) ^ int(dh[j, 0])).count("1")  # noqa: E731
+    near = [{j for j in range(n) if j != i and dp(i, j) <= params.phash_max and dd(i, j) <= params.dhash_max} for i in range(n)]
+    adjacency = [[j for j in near[i] if (dp(i, j) <= params.tight_phash_max and dd(i, j) <= params.tight_dhash_max)
+                  or len(near[i] & near[j]) >= params.min_common] for i in range(n)]
     labels = [-1] * n
     for start in range(n):
         if labels[start] >= 0:
@@ -39,7 +42,7 @@ def noisy_copies(rng, base, count, flips):
 
 def test_components_equal_brute_force():
     rng = np.random.default_rng(3)
-    params = ClusterParams(phash_max=10, dhash_max=12, chunk=37)
+    params = ClusterParams(phash_max=10, dhash_max=12, tight_phash_max=6, tight_dhash_max=8, chunk=37)
     ph, dh = [], []
     for _ in range(25):
         bp, bd = rng.integers(0, 2**63, dtype=np.uint64), rng.integers(0, 2**63, dtype=np.uint64)
@@ -54,12 +57,25 @@ def test_components_equal_brute_force():
 
 
 def test_both_hash_kinds_must_agree():
-    params = ClusterParams(phash_max=4, dhash_max=4)
+    params = ClusterParams(phash_max=4, dhash_max=4, tight_phash_max=4, tight_dhash_max=4)
     ph = np.array([[0], [0], [0b1111]], dtype=np.uint64)
     dh = np.array([[0], [0b11111111], [0]], dtype=np.uint64)
     # 0-1: phash equal but dhash 8 apart; 0-2: dhash equal, phash 4 apart -> only 0-2 linked
     labels = components(3, link_pairs(ph, dh, params))
     assert labels[0] == labels[2] != labels[1]
+
+
+def test_a_borderline_pair_needs_a_shared_neighbour():
+    # Two tight groups {0,1} and {2,3}; 1-2 are neighbours but not tight and share no neighbour.
+    params = ClusterParams(phash_max=6, dhash_max=64, tight_phash_max=3, tight_dhash_max=64)
+    ph = np.array([[0b0], [0b11], [0b11111111], [0b111111111]], dtype=np.uint64)
+    dh = np.zeros((4, 1), dtype=np.uint64)
+    labels = components(4, link_pairs(ph, dh, params))
+    assert labels[0] == labels[1] and labels[2] == labels[3] and labels[1] != labels[2]
+    # a frame between them that neighbours both corroborates the link
+    ph = np.vstack([ph, np.array([[0b11111]], dtype=np.uint64)])
+    labels = components(5, link_pairs(ph, np.zeros((5, 1), dtype=np.uint64), params))
+    assert len(set(labels.tolist())) == 1
 
 
 def test_distances_over_multiword_hashes():
@@ -88,7 +104,8 @@ def test_truncated_frames_join_one_cluster_by_their_band_or_none(tmp_path):
             row.pop("phash"), row.pop("dhash")
     case.table("frames").insert_all([{"frame_id": f["frame_id"], "role": "snapshot", "snapshot": f["frame_id"][2:]} for f in frames])
     case.table("fingerprints").insert_all(frames, alter=True)
-    stats = cluster_case(case, ClusterParams(phash_max=4, dhash_max=4, band_phash_max=4, band_dhash_max=4))
+    stats = cluster_case(case, ClusterParams(phash_max=4, dhash_max=4, tight_phash_max=4, tight_dhash_max=4,
+                                             band_phash_max=4, band_dhash_max=4))
     got = {r["frame_id"]: (r["cluster_id"], r["via"]) for r in case.db.query("select * from frame_clusters")}
     assert got["s:a1"][0] == got["s:a2"][0] != got["s:b1"][0]
     assert got["s:t-a"] == (got["s:a1"][0], "band")
