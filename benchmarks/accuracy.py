@@ -10,6 +10,7 @@ majority vote of the logged device), and both are scored against the simulator's
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import tempfile
@@ -31,16 +32,18 @@ from camleak.simulate import SimParams, generate_incident
 
 def naive(case: Case, truth: dict) -> dict:
     """The approach camleak replaces: whole-frame pHash, threshold, components, majority vote."""
-    ImageFile.LOAD_TRUNCATED_IMAGES = True
     keys, hashes = [], []
     for inp in case.db.query("select id, path from inputs where kind = 'snapshots'"):
         names = {r["member"]: r["snapshot"] for r in case.db.query("select member, snapshot from frames where input_id = ?", [inp["id"]])}
         for member in archives.iter_members(Path(inp["path"])):
             if member.name in names:
                 try:
-                    h = imagehash.phash(Image.open(__import__("io").BytesIO(member.data)))
+                    ImageFile.LOAD_TRUNCATED_IMAGES = True  # the naive loop takes whatever decodes
+                    h = imagehash.phash(Image.open(io.BytesIO(member.data)))
                 except Exception:
                     continue
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = False
                 keys.append(names[member.name])
                 hashes.append(int(str(h), 16))
     ph = np.array(hashes, dtype=np.uint64)

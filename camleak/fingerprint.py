@@ -12,6 +12,7 @@ spread over processes here, or over a distributed engine later, without a rewrit
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import json
 import multiprocessing
@@ -110,6 +111,25 @@ def fingerprint_one(frame_id: str, data: bytes, params: FingerprintParams = DEFA
     return row
 
 
+@contextlib.contextmanager
+def _truncated_images(allowed: bool):
+    """Pillow's truncated-image switch is process-global; set it for one decode, then restore it,
+    so a caller that turned it on cannot hide truncation from us (nor we change it for them)."""
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = allowed
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _open_draft(data: bytes, params: FingerprintParams) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    if image.format == "JPEG":
+        image.draft("L", params.draft_size)
+    return image
+
+
 def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, tuple[int, int], bool]:
     """Grey image at hash resolution, the original size, and whether the file was truncated."""
     if not data:
@@ -117,24 +137,18 @@ def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, t
     truncated = False
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
+        image = _open_draft(data, params)
         size = image.size
-        if image.format == "JPEG":
-            image.draft("L", params.draft_size)
         try:
-            image.load()
+            with _truncated_images(False):
+                image.load()
         except OSError as exc:
             if "truncated" not in str(exc):
                 raise
             truncated = True
-            image = Image.open(io.BytesIO(data))
-            if image.format == "JPEG":
-                image.draft("L", params.draft_size)
-            ImageFile.LOAD_TRUNCATED_IMAGES = True
-            try:
+            image = _open_draft(data, params)
+            with _truncated_images(True):
                 image.load()
-            finally:
-                ImageFile.LOAD_TRUNCATED_IMAGES = False
     if image.mode != "L":
         image = image.convert("RGB").convert("L") if image.mode not in ("RGB", "1") else image.convert("L")
     if image.width > 4 * params.draft_size[0]:

@@ -76,3 +76,13 @@ def test_colour_and_greyscale_of_one_room_meet():
     colour = fingerprint_one("c", jpeg(scene(6)))
     grey = fingerprint_one("g", jpeg(scene(6, night=True)))
     assert colour["phash"] == grey["phash"]
+
+
+def test_truncation_is_seen_even_when_the_caller_allows_truncated_images(monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    data = jpeg(scene(7))
+    row = fingerprint_one("t", data[: int(len(data) * 0.8)])
+    assert row["truncated"] == 1 and row["phash"] is None
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
