@@ -5,9 +5,11 @@ The rule: two complete, informative frames are *neighbours* when both hash kinds
 when it is close (both within a tighter bar) or when a third frame is a neighbour of both;
 clusters are the connected components of the links. Single-link clustering over one threshold
 chains two homes together through one borderline pair; requiring two hash kinds, and
-corroboration by a shared neighbour for anything not clearly close, is what stops that. Truncated frames never create links: each joins the one cluster
-whose frames match its decoded band, or none when that is ambiguous. Uninformative frames
-(near-black, flat) are left out entirely: they look alike across homes.
+corroboration by a shared neighbour for anything not clearly close, is what stops that.
+
+Truncated frames never create links: each joins the one cluster whose frames match its decoded
+band (at least two of them, and no other cluster's), or none. Uninformative frames (near-black,
+flat) are left out entirely: they look alike across homes.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ class ClusterParams:
     tight_phash_max: int = 59  # a neighbour pair this close is linked without corroboration
     tight_dhash_max: int = 17
     min_common: int = 1  # otherwise it needs this many shared neighbours
-    band_phash_max: int = 66
+    band_phash_max: int = 56  # a truncated frame's band must match this closely...
     band_dhash_max: int = 18
+    band_min_support: int = 2  # ...with this many frames, all of one cluster
     chunk: int = 1024
 
     def signature(self) -> str:
@@ -180,10 +183,10 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
             dd = distances(band_d, wd)
             close = np.nonzero((dp <= params.band_phash_max) & (dd <= params.band_dhash_max))[0]
             found = sorted(set(cluster_of[close].tolist()))
-            if len(found) == 1:
+            if len(found) == 1 and len(close) >= params.band_min_support:
                 stats.band_assigned += 1
                 assignments.append({"frame_id": r["frame_id"], "cluster_id": found[0], "via": "band", "distance": int(dp[close].min())})
-            elif found:
+            elif len(found) > 1:
                 stats.band_ambiguous += 1
             else:
                 stats.band_unmatched += 1

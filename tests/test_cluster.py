@@ -111,3 +111,18 @@ def test_truncated_frames_join_one_cluster_by_their_band_or_none(tmp_path):
     assert got["s:t-a"] == (got["s:a1"][0], "band")
     assert "s:t-x" not in got and "s:dark" not in got
     assert (stats.band_assigned, stats.band_unmatched, stats.clusters) == (1, 1, 2)
+
+
+def test_a_truncated_frame_needs_two_matching_frames(tmp_path):
+    case = Case(tmp_path / "case.db")
+    frames = [
+        _fp("s:a1", "0" * 16, "0" * 16, ("00000000000000ff", "0" * 16)),
+        _fp("s:a2", "0000000000000003", "0" * 16, ("ff00000000000000", "0" * 16)),
+        _fp("s:t-a", band=("00000000000000fe", "0" * 16)),  # matches a1's band only
+    ]
+    frames[2].pop("phash"), frames[2].pop("dhash")
+    case.table("frames").insert_all([{"frame_id": f["frame_id"], "role": "snapshot", "snapshot": f["frame_id"][2:]} for f in frames])
+    case.table("fingerprints").insert_all(frames, alter=True)
+    params = ClusterParams(phash_max=4, dhash_max=4, tight_phash_max=4, tight_dhash_max=4, band_phash_max=4, band_dhash_max=4)
+    stats = cluster_case(case, params)
+    assert stats.band_assigned == 0 and stats.band_ambiguous == 0 and stats.band_unmatched == 1
