@@ -31,10 +31,10 @@ def render_summary(report: dict[str, Any], console: Console, *, case_path: str |
                                  "allowed to see its camera.", style="bold green"), title="Result"))
     else:
         headline = Text.assemble(
-            (f"{s['recipient_accounts']} accounts", "bold red"), " received frames from ",
-            (f"{s['devices_exposed']} cameras", "bold red"), " of ",
-            (f"{s['owners_affected']} other owners", "bold red"), f" ({s['exposure_pairs']} account x camera pairs).\n",
-            f"{s['snapshots']} leaked snapshots in {s['events']} events; ",
+            (_n(s["recipient_accounts"], "account"), "bold red"), " received frames from ",
+            (_n(s["devices_exposed"], "camera"), "bold red"), " of ",
+            (_n(s["owners_affected"], "other owner"), "bold red"), f" ({_n(s['exposure_pairs'], 'account x camera pair')}).\n",
+            f"{_n(s['snapshots'], 'leaked snapshot')} in {_n(s['events'], 'event')}; ",
             (f"{s['viewed_events']} viewed", "bold"), " by the recipient.\n",
             f"First leaked delivery {_when(s['first_seen'])}, last {_when(s['last_seen'])}.\n",
             f"Evidence: {s['content_evidence_pairs']} pairs proven by the images themselves, "
@@ -60,6 +60,10 @@ def render_summary(report: dict[str, Any], console: Console, *, case_path: str |
         console.print(Text.assemble(("Next: ", "bold"), f"camleak report --case {case_path} --format json -o report.json"))
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _evidence(exposure: dict[str, Any]) -> str:
     if exposure["evidence"] == "log":
         return "log only"
@@ -69,7 +73,7 @@ def _evidence(exposure: dict[str, Any]) -> str:
 def _notes(report: dict[str, Any]) -> list[Text]:
     notes: list[Text] = []
     for u in report["unattributed"]:
-        notes.append(Text(f"{u['snapshots']} snapshots ({u['events']} events) not attributed: {u['reason']}"))
+        notes.append(Text(f"{_n(u['snapshots'], 'snapshot')} ({_n(u['events'], 'event')}) not attributed: {u['reason']}"))
     for w in report["warnings"]:
         first = f" — e.g. {w['examples'][0]}" if w["examples"] else ""
         notes.append(Text(f"{w['count']} x {w['kind'].replace('_', ' ')}{first}", style="yellow"))
