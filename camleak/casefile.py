@@ -229,9 +229,6 @@ class Case:
             create_private_file(self.path)
         try:
             conn = sqlite3.connect(self.path, timeout=30)
-            # WAL: readers never block the writer, and a killed run leaves a consistent file.
-            conn.execute("pragma journal_mode=wal")
-            conn.execute("pragma synchronous=normal")
             self.db = sqlite_utils.Database(conn)
             self._ensure_schema()
         except sqlite3.DatabaseError as exc:
@@ -239,6 +236,12 @@ class Case:
 
     # -- schema ---------------------------------------------------------------------------
     def _ensure_schema(self) -> None:
+        existing = set(self.db.table_names())
+        if existing and "meta" not in existing:
+            raise CaseError(f"{self.path}: an SQLite database that is not a camleak case file; refusing to change it")
+        # WAL: readers never block the writer, and a killed run leaves a consistent file.
+        self.db.execute("pragma journal_mode=wal")
+        self.db.execute("pragma synchronous=normal")
         for name, (columns, pk) in SCHEMA.items():
             if not self.db[name].exists():
                 self.db[name].create(columns, pk=pk)

@@ -254,3 +254,14 @@ def test_a_bad_input_keeps_what_was_already_ingested(tiny_incident, tmp_path):
         assert next(c.db.query("select status from runs order by id desc limit 1"))["status"] == "failed"
     # fixing the input and rerunning completes the case
     assert runner.invoke(app, triage_args(tiny_incident, case)).exit_code == 0
+
+
+def test_another_sqlite_database_is_not_touched(tmp_path):
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("create table users (id integer)")
+    result = runner.invoke(app, ["ingest", "devices", "--case", str(other), str(tmp_path)])
+    assert result.exit_code == 1 and "not a camleak case file" in result.stderr
+    with sqlite3.connect(other) as conn:
+        assert [r[0] for r in conn.execute("select name from sqlite_master where type='table'")] == ["users"]
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "delete"
