@@ -243,13 +243,16 @@ def _load_log(
             # A truncated compressed stream: keep what decoded, and say where it stopped.
             case.add_problem("ingest", "truncated_log", f"{path}: stream ended early ({exc}); kept the lines before it",
                              input_id=input_id, path=str(path))
-    _check_field_map(path, field_map, usage, parsed, skipped)
+    for message in _check_field_map(path, field_map, usage, parsed, skipped):
+        case.add_problem("ingest", "field_map_unmatched", message, input_id=input_id, path=str(path))
     flush()
     return inserted, parsed - inserted, skipped
 
 
-def _check_field_map(path: Path, field_map: dict[str, str], usage: logparse.MapUsage, parsed: int, skipped: int) -> None:
-    """A mapped path that matched nothing, where the canonical name did not fill in, is a typo."""
+def _check_field_map(path: Path, field_map: dict[str, str], usage: logparse.MapUsage, parsed: int, skipped: int) -> list[str]:
+    """A mapped path that matched nothing, where the canonical name did not fill in, is a typo:
+    fatal for a required field, a warning for an optional one (its events lack that field)."""
+    warnings = []
     for name, dotted in field_map.items():
         if usage.hits.get(name) or usage.canonical_hits.get(name):
             continue
@@ -257,6 +260,9 @@ def _check_field_map(path: Path, field_map: dict[str, str], usage: logparse.MapU
             raise InputError(
                 f"{path}: --field {name}={dotted} matched no line, and no line has {name!r} itself"
             )
+        warnings.append(f"{path}: --field {name}={dotted} matched no line, and no line has {name!r} itself; "
+                        f"its events carry no {name}")
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------

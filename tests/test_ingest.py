@@ -216,3 +216,12 @@ def test_a_partial_input_from_a_killed_run_is_redone(case, tmp_path):
     case.db.conn.commit()
     stats = ingest_logs(case, [tmp_path / "l.jsonl"])
     assert stats.new_files == 1 and case.count("events") == 3 and case.count("inputs") == 1
+
+
+def test_an_optional_field_map_that_matches_nothing_is_a_warning(case, tmp_path):
+    nested = [{"ts": e["ts"], "account_id": e["account_id"], "event": e["event"], "p": {"snap": e["snapshot"]}} for e in EVENTS]
+    write_jsonl(tmp_path / "n.jsonl", nested)
+    stats = ingest_logs(case, [tmp_path / "n.jsonl"], {"snapshot": "p.snapshot_key"})
+    assert stats.items == 3
+    problems = [p["message"] for p in case.db.query("select message from problems where kind = 'field_map_unmatched'")]
+    assert len(problems) == 1 and "--field snapshot=p.snapshot_key matched no line" in problems[0]
