@@ -270,17 +270,18 @@ def _check_field_map(path: Path, field_map: dict[str, str], usage: logparse.MapU
 # ---------------------------------------------------------------------------------------
 def ingest_snapshots(case: Case, sources: Iterable[str | Path], progress: Progress | None = None) -> IngestStats:
     """Record every served image in the snapshot archives under its snapshot key."""
-    total = IngestStats()
-    for path in _archive_sources(sources, "snapshot archive"):
-        total.add(_guarded(case, "snapshots", path, lambda input_id, p=path: _load_frames(case, p, input_id, "snapshot", progress)))
-    return total
+    return _ingest_archives(case, sources, "snapshots", "snapshot", progress)
 
 
 def ingest_references(case: Case, sources: Iterable[str | Path], progress: Progress | None = None) -> IngestStats:
     """Record reference frames: images known to come from a device (`<device_id>/x.jpg`)."""
+    return _ingest_archives(case, sources, "references", "reference", progress)
+
+
+def _ingest_archives(case: Case, sources: Iterable[str | Path], kind: str, role: str, progress: Progress | None) -> IngestStats:
     total = IngestStats()
-    for path in _archive_sources(sources, "reference archive"):
-        total.add(_guarded(case, "references", path, lambda input_id, p=path: _load_frames(case, p, input_id, "reference", progress)))
+    for path in _archive_sources(sources, f"{role} archive"):
+        total.add(_guarded(case, kind, path, lambda input_id, p=path: _load_frames(case, p, input_id, role, progress)))
     return total
 
 
@@ -341,7 +342,7 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
         raise InputError(f"{path}: archive holds no files")
     items = duplicates = 0
     rows: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}
     for item in pending:
         row = archives.manifest_lookup(manifest, item["member"]) if manifest else None
         if role == "snapshot":
@@ -356,27 +357,21 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
                                  input_id=input_id, path=str(path), member=item["member"])
                 continue
             frame_id, ref_device, snapshot = f"r:{device}:{item['sha256'][:16]}", str(device), None
-        if frame_id in seen:
-            if seen[frame_id] != item["sha256"]:
+        # The same key seen earlier in this archive, or in an input ingested before it.
+        first = seen.get(frame_id)
+        if first is None:
+            earlier = list(case.db.query("select sha256, input_id from frames where frame_id = ?", [frame_id]))
+            first = (earlier[0]["sha256"], f"input {earlier[0]['input_id']}") if earlier else None
+        if first is not None:
+            if first[0] == item["sha256"]:
+                duplicates += 1
+            else:
                 skipped += 1
                 case.add_problem("ingest", "duplicate_snapshot_key",
-                                 f"{path}!{item['member']}: {frame_id[2:]} appears twice with different images; keeping the first",
-                                 input_id=input_id, path=str(path), member=item["member"])
-            else:
-                duplicates += 1
+                                 f"{path}!{item['member']}: {frame_id[2:]} already came from {first[1]} with a "
+                                 "different image; keeping the first", input_id=input_id, path=str(path), member=item["member"])
             continue
-        seen[frame_id] = item["sha256"]
-        existing = list(case.db.query("select sha256, input_id from frames where frame_id = ?", [frame_id]))
-        if existing:
-            if existing[0]["sha256"] != item["sha256"]:
-                skipped += 1
-                case.add_problem("ingest", "duplicate_snapshot_key",
-                                 f"{path}!{item['member']}: {frame_id[2:]} was already ingested from input "
-                                 f"{existing[0]['input_id']} with a different image; keeping the first",
-                                 input_id=input_id, path=str(path), member=item["member"])
-            else:
-                duplicates += 1
-            continue
+        seen[frame_id] = (item["sha256"], "this archive")
         rows.append({"frame_id": frame_id, "role": role, "snapshot": snapshot, "ref_device": ref_device,
                      "input_id": input_id, **item})
         items += 1

@@ -128,18 +128,14 @@ def unattributed(case: Case) -> list[dict[str, Any]]:
         if len(g["examples"]) < 5:
             g["examples"].append(row["snapshot"])
     missing = list(case.db.query(
-        "select e.snapshot, count(*) n, count(distinct e.account_id) accts from events e "
+        "select e.snapshot, count(*) n, group_concat(distinct e.account_id) accts from events e "
         "left join frames f on f.snapshot = e.snapshot where e.snapshot is not null and f.frame_id is null "
         "group by e.snapshot order by e.snapshot"))
     if missing:
-        groups["snapshot not in any archive"] = {
-            "reason": "snapshot not in any archive", "snapshots": len(missing), "events": sum(m["n"] for m in missing),
-            "accounts": set(), "examples": [m["snapshot"] for m in missing[:5]],
-        }
-        for row in case.db.query(
-            "select distinct e.account_id from events e left join frames f on f.snapshot = e.snapshot "
-            "where e.snapshot is not null and f.frame_id is null"):
-            groups["snapshot not in any archive"]["accounts"].add(row["account_id"])
+        reason = "snapshot not in any archive"
+        groups[reason] = {"reason": reason, "snapshots": len(missing), "events": sum(m["n"] for m in missing),
+                          "accounts": {a for m in missing for a in (m["accts"] or "").split(",") if a},
+                          "examples": [m["snapshot"] for m in missing[:5]]}
     out = []
     for reason in sorted(groups):
         g = groups[reason]

@@ -225,3 +225,15 @@ def test_an_optional_field_map_that_matches_nothing_is_a_warning(case, tmp_path)
     assert stats.items == 3
     problems = [p["message"] for p in case.db.query("select message from problems where kind = 'field_map_unmatched'")]
     assert len(problems) == 1 and "--field snapshot=p.snapshot_key matched no line" in problems[0]
+
+
+def test_one_key_with_two_different_images_keeps_the_first_and_says_so(case, tmp_path):
+    write_tar(tmp_path / "a.tar.gz", {"x/s1.jpg": jpeg(scene(1, (320, 180))), "y/s1.jpg": jpeg(scene(2, (320, 180)))})
+    stats = ingest_snapshots(case, [tmp_path / "a.tar.gz"])
+    assert (stats.items, stats.skipped) == (1, 1)
+    write_zip(tmp_path / "b.zip", {"s1.jpg": jpeg(scene(3, (320, 180)))})
+    stats = ingest_snapshots(case, [tmp_path / "b.zip"])
+    assert (stats.items, stats.skipped) == (0, 1)
+    messages = [p["message"] for p in case.db.query("select message from problems where kind = 'duplicate_snapshot_key' order by id")]
+    assert "already came from this archive" in messages[0] and "already came from input 1" in messages[1]
+    assert case.count("frames") == 1
