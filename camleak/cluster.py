@@ -111,9 +111,13 @@ def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> l
     n = len(phash)
     adjacency = sparse.coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(n, n)).tocsr()
     adjacency = adjacency + adjacency.T
-    common = np.asarray((adjacency[rows].multiply(adjacency[cols])).sum(axis=1)).ravel()
-    tight = (dp <= params.tight_phash_max) & (dd <= params.tight_dhash_max)
-    keep = tight | (common >= params.min_common)
+    keep = (dp <= params.tight_phash_max) & (dd <= params.tight_dhash_max)
+    loose = np.nonzero(~keep)[0]
+    # Shared neighbours only for the pairs that need them, a slice at a time to bound memory.
+    for start in range(0, len(loose), 20_000):
+        part = loose[start : start + 20_000]
+        common = np.asarray(adjacency[rows[part]].multiply(adjacency[cols[part]]).sum(axis=1)).ravel()
+        keep[part] = common >= params.min_common
     return [(rows[keep], cols[keep])]
 
 
