@@ -25,7 +25,7 @@ from PIL import Image, ImageFile
 from camleak import archives, pipeline
 from camleak.attribute import Registry
 from camleak.casefile import Case
-from camleak.cluster import UnionFind
+from camleak.cluster import components
 from camleak.score import score_case
 from camleak.simulate import SimParams, generate_incident
 
@@ -47,15 +47,15 @@ def naive(case: Case, truth: dict) -> dict:
                 keys.append(names[member.name])
                 hashes.append(int(str(h), 16))
     ph = np.array(hashes, dtype=np.uint64)
-    uf = UnionFind(len(ph))
+    pairs = []
     for i in range(len(ph)):
         close = np.nonzero(np.bitwise_count(ph[i + 1:] ^ ph[i]) <= 10)[0] + i + 1
-        for j in close.tolist():
-            uf.union(i, j)
+        pairs.append((np.full(len(close), i), close))
+    labels = components(len(ph), pairs)
     claims = {r["snapshot"]: r["device_id"] for r in case.db.query(
         "select snapshot, device_id from events where event = 'snapshot_served' and snapshot is not null")}
     votes: dict[int, Counter] = defaultdict(Counter)
-    root = [uf.find(i) for i in range(len(ph))]
+    root = labels.tolist()
     for i, key in enumerate(keys):
         if claims.get(key):
             votes[root[i]][claims[key]] += 1

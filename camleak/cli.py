@@ -19,7 +19,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -46,9 +45,6 @@ class Difficulty(str, Enum):
     normal = "normal"
     hard = "hard"
 
-
-# typer may vendor its own click: pass either's usage errors through to typer's handling.
-_CLICK_ERRORS = tuple({click.ClickException, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")})
 
 EXIT_EXPOSURE = 3
 EXIT_UNEXPECTED = 70
@@ -100,7 +96,7 @@ def handle_errors(func: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
+        except (typer.Exit, typer.Abort, SystemExit):
             raise
         except CamleakError as exc:
             stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 import numpy as np
 from scipy import sparse
+from scipy.sparse import csgraph
 
 from .casefile import Case
 
@@ -58,28 +59,6 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a ^ b).sum(axis=-1, dtype=np.int64)
 
 
-class UnionFind:
-    def __init__(self, n: int):
-        self.parent = np.arange(n)
-
-    def find(self, i: int) -> int:
-        parent = self.parent
-        root = i
-        while parent[root] != root:
-            root = parent[root]
-        while parent[i] != root:
-            parent[i], i = root, parent[i]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            if ra < rb:
-                self.parent[rb] = ra
-            else:
-                self.parent[ra] = rb
-
-
 def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """All pairs (i < j) within both thresholds with their distances, in chunks of rows.
 
@@ -91,12 +70,13 @@ def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams)
         stop = min(n, start + params.chunk)
         dd = distances(dhash[start:stop, None, :], dhash[None, :, :])
         rows, cols = np.nonzero(dd <= dhash_max)
+        d_near = dd[rows, cols]
         rows = rows + start
         keep = cols > rows
-        rows, cols = rows[keep], cols[keep]
+        rows, cols, d_near = rows[keep], cols[keep], d_near[keep]
         dp = distances(phash[rows], phash[cols])
         close = dp <= phash_max
-        yield rows[close], cols[close], dp[close], distances(dhash[rows[close]], dhash[cols[close]])
+        yield rows[close], cols[close], dp[close], d_near[close]
 
 
 def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -122,12 +102,12 @@ def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> l
 
 
 def components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Component label per item: the smallest index in its component."""
-    uf = UnionFind(n)
-    for rows, cols in pairs:
-        for a, b in zip(rows.tolist(), cols.tolist()):
-            uf.union(a, b)
-    return np.array([uf.find(i) for i in range(n)], dtype=np.int64)
+    """Component label per item; labels are numbered in order of each component's first item."""
+    parts = list(pairs)
+    rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    graph = sparse.coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    return csgraph.connected_components(graph, directed=False)[1].astype(np.int64)
 
 
 @dataclass
