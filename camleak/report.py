@@ -72,15 +72,17 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
     for e in leaked:
         o = owners.setdefault(e.source_owner, {"devices": set(), "homes": set(), "frames": set(), "recipients": set(),
                                               "delivered": 0, "viewed": 0, "viewed_frames": set(), "times": [],
-                                              "integrations": set()})
+                                              "integrations": set(), "evidence": set()})
         r = recipients.setdefault(e.account, {"homes": set(), "frames": set(), "delivered": 0, "viewed": 0,
-                                              "viewed_frames": set(), "times": [], "integrations": set()})
+                                              "viewed_frames": set(), "times": [], "integrations": set(),
+                                              "evidence": set()})
         o["devices"].add(e.source_device)
         o["homes"].add(e.source_home or e.source_device)
         o["recipients"].add(e.account)
         r["homes"].add(e.source_home or e.source_device)
         for side in (o, r):
             side["times"].append((e.ts_ms, e.ts))
+            side["evidence"].add(e.evidence)
             if e.integration:
                 side["integrations"].add(e.integration)
             if e.snapshot:
@@ -109,6 +111,7 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
             "first_seen": min(o["times"])[1],
             "last_seen": max(o["times"])[1],
             "integrations": sorted(o["integrations"]),
+            "evidence": "content" if "content" in o["evidence"] else "log",
             "group": group,
         })
     recipient_list = []
@@ -124,6 +127,7 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
             "first_seen": min(r["times"])[1],
             "last_seen": max(r["times"])[1],
             "integrations": sorted(r["integrations"]),
+            "evidence": "content" if "content" in r["evidence"] else "log",
             "group": GROUP_BOTH_ROLES if name in owner_accounts else GROUP_RECIPIENT_ONLY,
         })
 
