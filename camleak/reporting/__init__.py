@@ -45,10 +45,17 @@ def _env(autoescape: bool) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["when"] = lambda ts: ts.replace("T", " ").replace("Z", " UTC") if ts else "–"
+    env.filters["when"] = _when
     env.filters["pct"] = lambda part, whole: f"{100 * part / whole:.1f}%" if whole else "–"
     env.filters["plural"] = _plural
     return env
+
+
+def _when(ts: str | None) -> str:
+    """RFC 3339 UTC as people read it, to the second (the JSON keeps the milliseconds)."""
+    if not ts:
+        return "–"
+    return ts[:19].replace("T", " ") + " UTC"
 
 
 def _plural(count: int, noun: str) -> str:
@@ -56,6 +63,8 @@ def _plural(count: int, noun: str) -> str:
         return f"{count} {noun}"
     if noun.endswith("y") and noun[-2:-1] not in "aeiou":
         return f"{count} {noun[:-1]}ies"
+    if noun.endswith(("ch", "sh", "s", "x")):
+        return f"{count} {noun}es"
     return f"{count} {noun}s"
 
 
