@@ -153,6 +153,7 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
         "summary": summary,
         "time_window": _time_window(deliveries, views),
         "timeline": _timeline(deliveries, views),
+        "timeline_detail": _timeline(deliveries, views, _detail_minutes(leaked)),
         "delivered_vs_viewed": _delivered_vs_viewed(deliveries, views, owner_list, recipient_list),
         "notification_groups": _notification_groups(case, owner_list, recipient_list, devices),
         "breakdowns": {"by_integration": _breakdown(leaked, lambda e: e.integration or "(none)"),
@@ -195,7 +196,7 @@ def _classify_events(case: Case) -> tuple[list[LeakedEvent], list[dict[str, Any]
             source, evidence = e["device_id"], "log"
         elif e["snapshot"] and e["event"] not in VIEW_EVENTS:
             reason = _reason_group(snap["reason"]) if snap else "snapshot not in any archive"
-            at_risk.append({"reason": reason, "account": account, "snapshot": e["snapshot"]})
+            at_risk.append({"reason": reason, "account": account, "snapshot": e["snapshot"], "ts_ms": e["ts_ms"]})
         if source is None:
             continue
         leaked.append(LeakedEvent(
@@ -218,22 +219,34 @@ def _time_window(deliveries: list[LeakedEvent], views: list[LeakedEvent]) -> dic
     }
 
 
-def _timeline(deliveries: list[LeakedEvent], views: list[LeakedEvent]) -> dict[str, Any]:
-    """Leaked deliveries (and views) per UTC hour, every hour of the window listed, empty or not."""
+def _timeline(deliveries: list[LeakedEvent], views: list[LeakedEvent], minutes: int = 60) -> dict[str, Any]:
+    """Leaked deliveries (and views) per UTC bucket, every bucket of the window listed, empty or not."""
+    width = minutes * 60_000
     if not deliveries and not views:
-        return {"bucket": "hour", "rows": []}
+        return {"bucket_minutes": minutes, "rows": []}
     buckets: dict[int, Counter] = defaultdict(Counter)
     for e in deliveries:
-        buckets[e.ts_ms // HOUR_MS]["deliveries"] += 1
-        buckets[e.ts_ms // HOUR_MS][e.evidence] += 1
+        buckets[e.ts_ms // width]["deliveries"] += 1
+        buckets[e.ts_ms // width][e.evidence] += 1
     for e in views:
-        buckets[e.ts_ms // HOUR_MS]["views"] += 1
+        buckets[e.ts_ms // width]["views"] += 1
     rows = []
-    for hour in range(min(buckets), max(buckets) + 1):
-        c = buckets.get(hour, Counter())
-        rows.append({"start": format_ts(hour * HOUR_MS), "deliveries": c["deliveries"], "confirmed": c["content"],
+    for slot in range(min(buckets), max(buckets) + 1):
+        c = buckets.get(slot, Counter())
+        rows.append({"start": format_ts(slot * width), "deliveries": c["deliveries"], "confirmed": c["content"],
                      "log_only": c["log"], "views": c["views"]})
-    return {"bucket": "hour", "rows": rows}
+    return {"bucket_minutes": minutes, "rows": rows}
+
+
+def _detail_minutes(events: list[LeakedEvent], max_buckets: int = 48) -> int:
+    """The finest bucket (5 min to 1 h) that shows the whole window in about `max_buckets` bars."""
+    if not events:
+        return 60
+    span = max(e.ts_ms for e in events) - min(e.ts_ms for e in events)
+    for minutes in (5, 10, 15, 30):
+        if span / (minutes * 60_000) <= max_buckets - 2:
+            return minutes
+    return 60
 
 
 def _delivered_vs_viewed(deliveries: list[LeakedEvent], views: list[LeakedEvent],
@@ -285,11 +298,19 @@ def _breakdown(leaked: list[LeakedEvent], key) -> list[dict[str, Any]]:
 
 def _certainty(deliveries: list[LeakedEvent], exposures: list[dict[str, Any]],
                at_risk: list[dict[str, Any]]) -> dict[str, Any]:
-    """Proven by pixels, resting on the log, or unknowable: so figures can be stated as approximate."""
+    """Proven by pixels, resting on the log, or unknowable: so figures can be stated as approximate.
+
+    Unattributable deliveries inside the leak window (first to last proven leaked delivery) are the
+    ones that may hide further leaks; those outside it most likely went to their own home.
+    """
+    lo = min((e.ts_ms for e in deliveries), default=None)
+    hi = max((e.ts_ms for e in deliveries), default=None)
+    inside = lambda item: lo is not None and lo <= item["ts_ms"] <= hi  # noqa: E731
     reasons: dict[str, dict[str, Any]] = {}
     for item in at_risk:
-        g = reasons.setdefault(item["reason"], {"deliveries": 0, "accounts": set(), "snapshots": set()})
+        g = reasons.setdefault(item["reason"], {"deliveries": 0, "in_leak_window": 0, "accounts": set(), "snapshots": set()})
         g["deliveries"] += 1
+        g["in_leak_window"] += inside(item)
         g["accounts"].add(item["account"])
         g["snapshots"].add(item["snapshot"])
     return {
@@ -299,9 +320,10 @@ def _certainty(deliveries: list[LeakedEvent], exposures: list[dict[str, Any]],
                      "pairs": sum(1 for e in exposures if e["evidence"] == "log")},
         "unattributable": {
             "deliveries": len(at_risk),
+            "in_leak_window": sum(1 for i in at_risk if inside(i)),
             "accounts": len({i["account"] for i in at_risk}),
-            "reasons": [{"reason": r, "deliveries": g["deliveries"], "snapshots": len(g["snapshots"]),
-                         "accounts": len(g["accounts"])} for r, g in sorted(reasons.items())],
+            "reasons": [{"reason": r, "deliveries": g["deliveries"], "in_leak_window": g["in_leak_window"],
+                         "snapshots": len(g["snapshots"]), "accounts": len(g["accounts"])} for r, g in sorted(reasons.items())],
         },
     }
 

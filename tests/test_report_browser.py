@@ -68,8 +68,8 @@ def test_report_renders_in_chromium_without_network(browser, rendered):
     box = chart.bounding_box()
     assert box and box["width"] > 300 and box["height"] > 100
     bars = page.locator("svg#timeline-chart g.bar")
-    assert bars.count() == len(report["timeline"]["rows"])
-    assert page.locator("svg#timeline-chart g.bar rect").count() >= sum(1 for r in report["timeline"]["rows"] if r["deliveries"])
+    assert bars.count() == len(report["timeline_detail"]["rows"])
+    assert page.locator("svg#timeline-chart g.bar rect").count() >= sum(1 for r in report["timeline_detail"]["rows"] if r["deliveries"])
 
     groups = report["notification_groups"]
     for group in ("owner_delivered", "owner_viewed", "recipient_only", "both_roles", "unaffected"):

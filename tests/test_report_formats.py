@@ -97,10 +97,12 @@ def expected_figures(truth: dict, case_path: Path) -> dict:
     members = {a for d in exposed for a in devices[d]["shared_accounts"]} - affected
     everyone = set(home_of_account)
     times = sorted(v["ts"] for v in proven.values())
+    missed_in_window = sum(1 for k, v in leaks.items() if k not in proven and times and times[0] <= v["ts"] <= times[-1])
     by_integration = Counter(v["integration"] for v in proven.values())
     views_by_integration = Counter(v["integration"] for v in proven.values() if v["viewed"])
     return {
         "all_leaks": len(leaks),
+        "missed_in_window": missed_in_window,
         "deliveries": len(proven),
         "viewed": sum(v["viewed"] for v in proven.values()),
         "first": times[0][:19] if times else None,
@@ -166,6 +168,7 @@ def test_json_figures_match_the_truth(incident_case):
     assert r["certainty"]["log_only"]["deliveries"] == want["log_only"]
     # What the pixels could not prove is stated, not dropped: every missed leak is an unattributable delivery.
     assert r["certainty"]["unattributable"]["deliveries"] >= want["all_leaks"] - want["deliveries"]
+    assert r["certainty"]["unattributable"]["in_leak_window"] >= want["missed_in_window"]
 
 
 def test_hard_incident_exercises_every_group_and_log_only_evidence(hard_case):

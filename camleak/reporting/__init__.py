@@ -102,7 +102,7 @@ def render_html(report: dict[str, Any], case: Case | None = None, *, reveal_evid
                 cells.append({"kind": "reference", "detail": None, "thumb": thumbs[ref_for[key]]})
             sheets[key] = cells
     return _env(True).get_template("report.html.j2").render(
-        **_context(report), chart=timeline_svg(report["timeline"]["rows"]), sheets=sheets,
+        **_context(report), chart=timeline_svg(report["timeline_detail"]["rows"], report["timeline_detail"]["bucket_minutes"]), sheets=sheets,
         reveal=reveal_evidence, case_path=str(case.path) if case is not None else None)
 
 

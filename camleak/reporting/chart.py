@@ -19,8 +19,12 @@ def _nice_max(value: int) -> tuple[int, int]:
     return step * -(-value // step), step
 
 
-def timeline_svg(rows: list[dict[str, Any]]) -> str:
-    """Stacked bars of leaked deliveries per hour (confirmed by pixels / log only), views as a thin bar."""
+def _unit(minutes: int) -> str:
+    return "hour" if minutes == 60 else f"{minutes} minutes"
+
+
+def timeline_svg(rows: list[dict[str, Any]], minutes: int = 60) -> str:
+    """Stacked bars of leaked deliveries per bucket (confirmed by pixels / log only), views as a thin bar."""
     if not rows:
         return ('<svg id="timeline-chart" xmlns="http://www.w3.org/2000/svg" width="%d" height="60" role="img" '
                 'aria-label="No leaked deliveries"><text x="10" y="35" font-size="14">No leaked deliveries.</text></svg>' % WIDTH)
@@ -31,11 +35,11 @@ def timeline_svg(rows: list[dict[str, Any]]) -> str:
     y = lambda v: TOP + plot_h - plot_h * v / top  # noqa: E731
     parts = [f'<svg id="timeline-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
              f'width="100%" style="max-width:{WIDTH}px" role="img" font-family="sans-serif" '
-             f'aria-label="Leaked deliveries per hour, {len(rows)} hours">']
+             f'aria-label="Leaked deliveries per {_unit(minutes)}, {len(rows)} bars">']
     for tick in range(0, top + 1, step):
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#e5e7eb"/>'
                      f'<text x="{LEFT - 6}" y="{y(tick) + 4:.1f}" font-size="11" text-anchor="end" fill="#374151">{tick}</text>')
-    label_every = max(1, round(len(rows) / 16))
+    label_every = max(1, round(len(rows) / 12))
     for i, r in enumerate(rows):
         x = LEFT + i * slot + (slot - bar) / 2
         hour = r["start"][11:16]
@@ -64,6 +68,6 @@ def timeline_svg(rows: list[dict[str, Any]]) -> str:
         parts.append(f'<rect x="{lx}" y="{HEIGHT - 16}" width="12" height="12" fill="{COLOURS[key]}"/>'
                      f'<text x="{lx + 16}" y="{HEIGHT - 6}" font-size="12" fill="#111827">{label}</text>')
         lx += 150
-    parts.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" font-size="11" text-anchor="end" fill="#6b7280">leaked deliveries per hour (UTC)</text>')
+    parts.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" font-size="11" text-anchor="end" fill="#6b7280">leaked deliveries per {_unit(minutes)} (UTC)</text>')
     parts.append("</svg>")
     return "".join(parts)

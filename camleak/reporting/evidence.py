@@ -20,6 +20,7 @@ from PIL import Image, ImageFilter
 from ..archives import archive_kind, iter_members
 from ..casefile import Case
 from ..errors import InputError
+from ..fingerprint import _truncated_images
 
 THUMB_SIZE = (192, 108)
 MOSAIC_SIZE = (12, 7)  # blocks across and down: colours and layout survive, faces and rooms do not
@@ -81,13 +82,23 @@ def _read_members(path: Path, names: set[str]) -> Iterable[tuple[str, bytes]]:
         return
 
 
+def _decode(data: bytes, allow_truncated: bool) -> Image.Image:
+    with _truncated_images(allow_truncated), Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (THUMB_SIZE[0] * 2, THUMB_SIZE[1] * 2))
+        return image.convert("RGB")
+
+
 def _thumbnail(data: bytes, reveal: bool) -> Thumbnail:
+    note = None
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (THUMB_SIZE[0] * 2, THUMB_SIZE[1] * 2))
-            image = image.convert("RGB")
+        try:
+            image = _decode(data, False)
+        except OSError as exc:
+            if "truncated" not in str(exc):
+                raise
+            image, note = _decode(data, True), "truncated: only the upper part decoded"
     except (OSError, ValueError, Image.DecompressionBombError):
-        return Thumbnail(None, "image could not be decoded (truncated or corrupt)")
+        return Thumbnail(None, "image could not be decoded (corrupt)")
     image.thumbnail(THUMB_SIZE, Image.Resampling.LANCZOS)
     if not reveal:
         size = image.size
@@ -95,7 +106,7 @@ def _thumbnail(data: bytes, reveal: bool) -> Thumbnail:
         image = image.filter(ImageFilter.GaussianBlur(1.5))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=70 if reveal else 50)
-    return Thumbnail("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return Thumbnail("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), note)
 
 
 def evidence_frames(case: Case, exposures: list[dict], per_exposure: int) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
