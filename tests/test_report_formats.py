@@ -242,7 +242,7 @@ def test_markdown_states_the_truth_figures_and_no_identities(incident_case, tmp_
         assert re.search(rf"\(`{group}`\) \| {count} \|", md), group
     assert re.search(rf"^\| Unaffected \| {want['unaffected']} \|", md, re.M)
     hourly = {m.group(1)[:13].replace(" ", "T"): int(m.group(2))
-              for m in re.finditer(r"^\| (\d{4}-\d\d-\d\d \d\d):00:00 UTC \| (\d+) \|", md, re.M)}
+              for m in re.finditer(r"^\| (\d{4}-\d\d-\d\d \d\d):00 UTC \| (\d+) \|", md, re.M)}
     assert {k: v for k, v in hourly.items() if v} == dict(want["per_hour"])
     for heading in ("### What happened", "### Timeline", "### Breakdowns", "### Method and its limits"):
         assert heading in md
