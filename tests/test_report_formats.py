@@ -400,3 +400,31 @@ def test_html_survives_a_moved_archive(tiny_case, tmp_path):
         case.db.execute("update inputs set path = path || '.gone' where kind in ('snapshots', 'references')")
     page = _render_html(moved, tmp_path / "r.html")
     assert page.images == [] and "archive no longer at its ingested path" in (tmp_path / "r.html").read_text()
+
+
+def test_contact_sheets_are_capped_and_the_rest_list_their_keys(tiny_case):
+    from camleak.reporting import render_html
+    _, case_path = tiny_case
+    with Case(case_path, create=False) as case:
+        r = build_report(case)
+        html = render_html(r, case, max_sheets=2)
+    page = _Page()
+    page.feed(html)
+    assert len(r["exposures"]) > 2
+    assert 2 <= len(page.images) <= 2 * 7  # two sheets of at most six frames and a reference
+    assert f"Contact sheets for 2 of {len(r['exposures'])} exposures" in html
+    assert html.count('class="evidence-keys"') == len(r["exposures"]) - 2
+
+
+def test_timeline_chart_is_well_formed_svg_with_a_bar_per_bucket():
+    import xml.etree.ElementTree as ET
+    from camleak.reporting.chart import _nice_max, timeline_svg
+    rows = [{"start": f"2026-11-20T{h:02d}:00:00Z", "deliveries": d, "confirmed": d - lo, "log_only": lo, "views": v}
+            for h, (d, lo, v) in enumerate([(3, 1, 0), (0, 0, 0), (17, 2, 5)])]
+    svg = ET.fromstring(timeline_svg(rows))
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = [g for g in svg.iter(ns + "g") if g.get("class") == "bar"]
+    assert len(bars) == 3
+    assert [len(list(g.iter(ns + "rect"))) for g in bars] == [2, 0, 3]  # confirmed + log-only (+ views)
+    assert _nice_max(17) == (20, 5) and _nice_max(0)[0] >= 1 and _nice_max(123456)[0] >= 123456
+    assert ET.fromstring(timeline_svg([])).get("id") == "timeline-chart"

@@ -22,6 +22,7 @@ from .chart import timeline_svg
 from .evidence import Thumbnail, evidence_frames, thumbnails
 
 THUMBS_PER_EXPOSURE = 6
+MAX_CONTACT_SHEETS = 400  # beyond this the page lists evidence keys only, so it stays openable
 
 GROUP_ADVICE = {
     "owner_delivered": "Their camera's frames reached other accounts; nobody opened them. Tell them what, when and how many.",
@@ -81,20 +82,25 @@ def render_markdown(report: dict[str, Any]) -> str:
     return _env(False).get_template("report.md.j2").render(**_context(report))
 
 
-def render_html(report: dict[str, Any], case: Case | None = None, *, reveal_evidence: bool = False) -> str:
-    """One self-contained page (inline CSS and SVG, images as data URIs, a CSP that forbids fetching)."""
+def render_html(report: dict[str, Any], case: Case | None = None, *, reveal_evidence: bool = False,
+                max_sheets: int = MAX_CONTACT_SHEETS) -> str:
+    """One self-contained page (inline CSS and SVG, images as data URIs, a CSP that forbids fetching).
+
+    Contact sheets go to the first `max_sheets` exposures, those with views first.
+    """
     sheets: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    with_sheet = sorted(report["exposures"], key=lambda e: (-e["viewed_events"], e["recipient_account"], e["source_device"]))[:max_sheets]
     if case is not None:
-        frame_of, refs = evidence_frames(case, report["exposures"], THUMBS_PER_EXPOSURE)
+        frame_of, refs = evidence_frames(case, with_sheet, THUMBS_PER_EXPOSURE)
         ref_for: dict[tuple[str, str], str] = {}
-        for e in report["exposures"]:
+        for e in with_sheet:
             for d in e["evidence_detail"]:
                 if d["reference_matches"] and (str(d["cluster"]), e["source_device"]) in refs:
                     ref_for[(e["recipient_account"], e["source_device"])] = refs[(str(d["cluster"]), e["source_device"])]
                     break
         thumbs = thumbnails(case, [*frame_of.values(), *ref_for.values()], reveal=reveal_evidence)
         missing = Thumbnail(None, "no image ingested for this snapshot")
-        for e in report["exposures"]:
+        for e in with_sheet:
             key = (e["recipient_account"], e["source_device"])
             cells = [{"kind": "snapshot", "detail": d, "thumb": thumbs.get(frame_of.get(d["snapshot"], ""), missing)}
                      for d in e["evidence_detail"][:THUMBS_PER_EXPOSURE]]
@@ -103,7 +109,7 @@ def render_html(report: dict[str, Any], case: Case | None = None, *, reveal_evid
             sheets[key] = cells
     return _env(True).get_template("report.html.j2").render(
         **_context(report), chart=timeline_svg(report["timeline_detail"]["rows"], report["timeline_detail"]["bucket_minutes"]), sheets=sheets,
-        reveal=reveal_evidence, case_path=str(case.path) if case is not None else None)
+        reveal=reveal_evidence, sheet_count=len(sheets), case_path=str(case.path) if case is not None else None)
 
 
 CSV_COLUMNS = {
