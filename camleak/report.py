@@ -24,6 +24,8 @@ from .timeutil import format_ts
 
 HOUR_MS = 3_600_000
 
+UNKNOWN_OWNER = "(unknown owner of {device})"  # a device the registry does not list: nobody to write to
+
 # Notification groups, in the order a privacy team works through them.
 GROUP_OWNER_DELIVERED = "owner_delivered"  # an owner whose frames reached others, never viewed there
 GROUP_OWNER_VIEWED = "owner_viewed"  # an owner whose frames a stranger opened
@@ -145,6 +147,10 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
         "first_seen": min(times) if times else None,
         "last_seen": max(times) if times else None,
     }
+    unlisted = sorted(d for o in owner_list if is_unknown_owner(o["owner_account"]) for d in o["devices"])
+    notes = warnings(case)
+    if unlisted:
+        notes.append({"kind": "exposed_device_not_in_registry", "count": len(unlisted), "examples": unlisted[:5]})
     return {
         "schema": REPORT_SCHEMA,
         "generated_at": generated_at or utcnow(),
@@ -163,8 +169,13 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
         "owners": owner_list,
         "recipients": recipient_list,
         "unattributed": unattributed(case),
-        "warnings": warnings(case),
+        "warnings": notes,
     }
+
+
+def is_unknown_owner(account: str) -> bool:
+    """An owner placeholder for a device missing from the registry: counted, never notified."""
+    return account.startswith(UNKNOWN_OWNER.split("{")[0])
 
 
 def _registry(case: Case) -> Registry:
@@ -201,7 +212,7 @@ def _classify_events(case: Case) -> tuple[list[LeakedEvent], list[dict[str, Any]
             continue
         leaked.append(LeakedEvent(
             ts=e["ts"], ts_ms=e["ts_ms"], account=account, source_device=source,
-            source_owner=registry.owner(source) or f"(unknown owner of {source})",
+            source_owner=registry.owner(source) or UNKNOWN_OWNER.format(device=source),
             source_home=registry.home(source), snapshot=e["snapshot"], event=e["event"] or "(none)",
             integration=e["integration"], evidence=evidence))
     return leaked, at_risk
@@ -264,6 +275,7 @@ def _delivered_vs_viewed(deliveries: list[LeakedEvent], views: list[LeakedEvent]
 def _notification_groups(case: Case, owners: list[dict[str, Any]], recipients: list[dict[str, Any]],
                          devices: dict[str, Any]) -> dict[str, Any]:
     """Counts per group, plus who else is in the user base, so a share can be stated."""
+    owners = [o for o in owners if not is_unknown_owner(o["owner_account"])]
     counts = Counter(o["group"] for o in owners if o["group"] != GROUP_BOTH_ROLES)
     counts.update(r["group"] for r in recipients)
     affected = {o["owner_account"] for o in owners} | {r["account"] for r in recipients}

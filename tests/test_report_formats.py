@@ -428,3 +428,24 @@ def test_timeline_chart_is_well_formed_svg_with_a_bar_per_bucket():
     assert [len(list(g.iter(ns + "rect"))) for g in bars] == [2, 0, 3]  # confirmed + log-only (+ views)
     assert _nice_max(17) == (20, 5) and _nice_max(0)[0] >= 1 and _nice_max(123456)[0] >= 123456
     assert ET.fromstring(timeline_svg([])).get("id") == "timeline-chart"
+
+
+def test_an_exposed_device_missing_from_the_registry_is_counted_but_never_mailed(tiny_case, tmp_path):
+    from camleak.reporting import csv_lists
+    _, case_path = tiny_case
+    copy = tmp_path / "case.db"
+    with Case(case_path, create=False) as case:
+        case.db.execute("vacuum into ?", [str(copy)])
+    with Case(copy, create=False) as case:
+        device = next(case.db.query("select source_device from exposures order by source_device limit 1"))["source_device"]
+        with case.db.conn:
+            case.db.execute("delete from devices where device_id = ?", [device])
+        pipeline.run_attribute(case)
+        r = json.loads(json.dumps(build_report(case)))
+    jsonschema.validate(r, load_schema(), cls=jsonschema.Draft202012Validator)
+    unknown = [o for o in r["owners"] if device in o["devices"]]
+    assert len(unknown) == 1 and unknown[0]["owner_account"].startswith("(unknown owner")
+    assert {"kind": "exposed_device_not_in_registry", "count": 1, "examples": [device]} in r["warnings"]
+    groups = r["notification_groups"]
+    assert groups["accounts_total"] == sum(groups[g] for g in GROUPS) + groups["household_members"] + groups["unaffected"]
+    assert "(unknown owner" not in "".join(csv_lists(r).values())

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 
 from ..casefile import Case, create_private_file
-from ..report import GROUP_TITLES, GROUPS
+from ..report import GROUP_TITLES, GROUPS, is_unknown_owner
 from .chart import timeline_svg
 from .evidence import Thumbnail, evidence_frames, thumbnails
 
@@ -126,7 +126,7 @@ def csv_lists(report: dict[str, Any]) -> dict[str, str]:
 
     An owner's row counts recipients but never names them; a recipient's row counts homes but never names them.
     """
-    owners = {o["owner_account"]: o for o in report["owners"]}
+    owners = {o["owner_account"]: o for o in report["owners"] if not is_unknown_owner(o["owner_account"])}
     recipients = {r["account"]: r for r in report["recipients"]}
 
     def owner_cols(o: dict[str, Any]) -> dict[str, Any]:
