@@ -449,3 +449,13 @@ def test_an_exposed_device_missing_from_the_registry_is_counted_but_never_mailed
     groups = r["notification_groups"]
     assert groups["accounts_total"] == sum(groups[g] for g in GROUPS) + groups["household_members"] + groups["unaffected"]
     assert "(unknown owner" not in "".join(csv_lists(r).values())
+
+
+def test_every_format_is_reproducible(tiny_case):
+    from camleak.reporting import csv_lists, render_html, render_markdown
+    _, case_path = tiny_case
+    with Case(case_path, create=False) as case:
+        first, second = build_report(case, generated_at="-"), build_report(case, generated_at="-")
+        assert render_html(first, case) == render_html(second, case)
+    assert render_markdown(first) == render_markdown(second)
+    assert csv_lists(first) == csv_lists(second)
