@@ -33,6 +33,9 @@ from .summary import render_score, render_summary
 
 class ReportFormat(str, Enum):
     json = "json"
+    md = "md"
+    html = "html"
+    csv = "csv"
 
 
 class AccessScope(str, Enum):
@@ -253,15 +256,31 @@ def summary(case: ExistingCaseOpt, fail_on_exposure: FailOpt = False) -> None:
 @handle_errors
 def report(
     case: ExistingCaseOpt,
-    format: Annotated[ReportFormat, typer.Option("--format", help="Report format: json (schema camleak.report/1).")] = ReportFormat.json,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (owner-only) instead of stdout.")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", help="json (schema camleak.report/1), md (postmortem section), html (self-contained page for the privacy team) or csv (one mail-merge list per notification group; -o is a directory).")] = ReportFormat.json,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (owner-only) instead of stdout; for csv, the directory (0700) to write the lists into.")] = None,
+    reveal_evidence: Annotated[bool, typer.Option("--reveal-evidence", help="html: embed the evidence thumbnails sharp instead of pixelated (the page says so).")] = False,
     fail_on_exposure: FailOpt = False,
 ) -> None:
-    """Write the exposure report."""
+    """Write the exposure report (json, md, html or csv)."""
+    from . import reporting
+    if format is ReportFormat.csv and output is None:
+        stderr.print("[bold red]usage error:[/] --format csv writes one file per notification group: give the directory with -o", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     with _open_case(case) as c:
         data = build_report(c)
-    text = dumps(data)
-    if output:
+        if format is ReportFormat.html:
+            text = reporting.render_html(data, c, reveal_evidence=reveal_evidence)
+    if format is ReportFormat.json:
+        text = dumps(data)
+    elif format is ReportFormat.md:
+        text = reporting.render_markdown(data)
+    if format is ReportFormat.csv:
+        assert output is not None
+        if output.exists() and not output.is_dir():
+            raise InputError(f"{output}: exists and is not a directory (csv writes one file per notification group)")
+        written = reporting.write_csv_lists(data, output)
+        stderr.print(f"wrote {len(written)} lists to {output}/: " + ", ".join(p.name for p in written), highlight=False, soft_wrap=True)
+    elif output:
         _write_private(output, text)
     else:
         sys.stdout.write(text)

@@ -2,52 +2,136 @@
 
 The report is a pure function of the case file (plus a generation time), sorted throughout, so
 two triages of the same inputs give byte-identical reports apart from `generated_at`.
+
+Besides the per-pair exposures it states what privacy teams and postmortems must: the time
+window and an hourly timeline of leaked deliveries, delivered versus viewed at event, owner and
+recipient level, the four notification groups plus the unaffected count, breakdowns by
+integration and event kind, and how much rests on pixels, on the log alone, or on nothing.
+The other formats (Markdown, HTML, CSV; `camleak.reporting`) render this same dict.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from . import REPORT_SCHEMA, __version__
+from .attribute import VIEW_EVENTS, Registry
 from .casefile import Case, utcnow
+from .timeutil import format_ts
+
+HOUR_MS = 3_600_000
+
+UNKNOWN_OWNER = "(unknown owner of {device})"  # a device the registry does not list: nobody to write to
+
+# Notification groups, in the order a privacy team works through them.
+GROUP_OWNER_DELIVERED = "owner_delivered"  # an owner whose frames reached others, never viewed there
+GROUP_OWNER_VIEWED = "owner_viewed"  # an owner whose frames a stranger opened
+GROUP_RECIPIENT_ONLY = "recipient_only"  # received other homes' frames, own frames not exposed
+GROUP_BOTH_ROLES = "both_roles"  # exposed owner and recipient at once
+GROUPS = (GROUP_OWNER_DELIVERED, GROUP_OWNER_VIEWED, GROUP_RECIPIENT_ONLY, GROUP_BOTH_ROLES)
+GROUP_TITLES = {
+    GROUP_OWNER_DELIVERED: "Owner exposed, never viewed",
+    GROUP_OWNER_VIEWED: "Owner exposed and viewed",
+    GROUP_RECIPIENT_ONLY: "Recipient only",
+    GROUP_BOTH_ROLES: "Both roles (exposed owner and recipient)",
+}
+
+
+@dataclass(frozen=True)
+class LeakedEvent:
+    """One log event that belongs to an exposure: a recipient got (or opened) a foreign frame."""
+
+    ts: str
+    ts_ms: int
+    account: str
+    source_device: str
+    source_owner: str
+    source_home: str | None
+    snapshot: str | None
+    event: str
+    integration: str | None
+    evidence: str  # content | log
+
+    @property
+    def viewed(self) -> bool:
+        return self.event in VIEW_EVENTS
+
 
 def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, Any]:
     exposures = [_exposure(row) for row in case.db.query(
         "select * from exposures order by recipient_account, source_device")]
     devices = {d["device_id"]: d for d in case.db.query("select * from devices")}
+    _add_evidence_detail(case, exposures)
+    leaked, at_risk = _classify_events(case)
+    deliveries = [e for e in leaked if not e.viewed]
+    views = [e for e in leaked if e.viewed]
 
     owners: dict[str, dict[str, Any]] = {}
-    owner_recipients: dict[str, set[str]] = defaultdict(set)
     recipients: dict[str, dict[str, Any]] = {}
-    for e in exposures:
-        owner = e["source_owner"] or f"(unknown owner of {e['source_device']})"
-        o = owners.setdefault(owner, {"owner_account": owner, "devices": set(), "frames": 0, "viewed": 0})
-        o["devices"].add(e["source_device"])
-        o["frames"] += e["snapshots"]
-        o["viewed"] += e["viewed_events"]
-        owner_recipients[owner].add(e["recipient_account"])
-        r = recipients.setdefault(e["recipient_account"], {"account": e["recipient_account"], "source_homes": set(), "frames": 0, "viewed": 0})
-        r["source_homes"].add(e["source_home"] or e["source_device"])
-        r["frames"] += e["snapshots"]
-        r["viewed"] += e["viewed_events"]
+    for e in leaked:
+        o = owners.setdefault(e.source_owner, {"devices": set(), "homes": set(), "frames": set(), "recipients": set(),
+                                              "delivered": 0, "viewed": 0, "viewed_frames": set(), "times": [],
+                                              "integrations": set(), "evidence": set()})
+        r = recipients.setdefault(e.account, {"homes": set(), "frames": set(), "delivered": 0, "viewed": 0,
+                                              "viewed_frames": set(), "times": [], "integrations": set(),
+                                              "evidence": set()})
+        o["devices"].add(e.source_device)
+        o["homes"].add(e.source_home or e.source_device)
+        o["recipients"].add(e.account)
+        r["homes"].add(e.source_home or e.source_device)
+        for side in (o, r):
+            side["times"].append((e.ts_ms, e.ts))
+            side["evidence"].add(e.evidence)
+            if e.integration:
+                side["integrations"].add(e.integration)
+            if e.snapshot:
+                side["frames"].add(e.snapshot)
+            if e.viewed:
+                side["viewed"] += 1
+                if e.snapshot:
+                    side["viewed_frames"].add(e.snapshot)
+            else:
+                side["delivered"] += 1
 
+    owner_accounts = set(owners)
     owner_list = []
     for name in sorted(owners):
         o = owners[name]
+        group = GROUP_BOTH_ROLES if name in recipients else (GROUP_OWNER_VIEWED if o["viewed"] else GROUP_OWNER_DELIVERED)
         owner_list.append({
             "owner_account": name,
             "devices": sorted(o["devices"]),
-            "frames": o["frames"],
-            "recipients": len(owner_recipients[name]),
+            "homes": len(o["homes"]),
+            "frames": len(o["frames"]),
+            "recipients": len(o["recipients"]),
+            "delivered": o["delivered"],
             "viewed": o["viewed"],
-            "group": "owner_viewed" if o["viewed"] else "owner_delivered",
+            "viewed_frames": len(o["viewed_frames"]),
+            "first_seen": min(o["times"])[1],
+            "last_seen": max(o["times"])[1],
+            "integrations": sorted(o["integrations"]),
+            "evidence": "content" if "content" in o["evidence"] else "log",
+            "group": group,
         })
-    recipient_list = [
-        {"account": r["account"], "source_homes": len(r["source_homes"]), "frames": r["frames"], "viewed": r["viewed"]}
-        for r in (recipients[k] for k in sorted(recipients))
-    ]
+    recipient_list = []
+    for name in sorted(recipients):
+        r = recipients[name]
+        recipient_list.append({
+            "account": name,
+            "source_homes": len(r["homes"]),
+            "frames": len(r["frames"]),
+            "delivered": r["delivered"],
+            "viewed": r["viewed"],
+            "viewed_frames": len(r["viewed_frames"]),
+            "first_seen": min(r["times"])[1],
+            "last_seen": max(r["times"])[1],
+            "integrations": sorted(r["integrations"]),
+            "evidence": "content" if "content" in r["evidence"] else "log",
+            "group": GROUP_BOTH_ROLES if name in owner_accounts else GROUP_RECIPIENT_ONLY,
+        })
 
     times = [e["first_seen"] for e in exposures] + [e["last_seen"] for e in exposures]
     summary = {
@@ -63,18 +147,239 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
         "first_seen": min(times) if times else None,
         "last_seen": max(times) if times else None,
     }
+    unlisted = sorted(d for o in owner_list if is_unknown_owner(o["owner_account"]) for d in o["devices"])
+    notes = warnings(case)
+    if unlisted:
+        notes.append({"kind": "exposed_device_not_in_registry", "count": len(unlisted), "examples": unlisted[:5]})
     return {
         "schema": REPORT_SCHEMA,
         "generated_at": generated_at or utcnow(),
         "camleak_version": __version__,
         "case": _case_info(case, devices),
         "summary": summary,
+        "time_window": _time_window(deliveries, views),
+        "timeline": _timeline(deliveries, views),
+        "timeline_detail": _timeline(deliveries, views, _detail_minutes(leaked)),
+        "delivered_vs_viewed": _delivered_vs_viewed(deliveries, views, owner_list, recipient_list),
+        "notification_groups": _notification_groups(case, owner_list, recipient_list, devices),
+        "breakdowns": {"by_integration": _breakdown(leaked, lambda e: e.integration or "(none)"),
+                       "by_event": _breakdown(leaked, lambda e: e.event)},
+        "certainty": _certainty(deliveries, exposures, at_risk),
         "exposures": exposures,
         "owners": owner_list,
         "recipients": recipient_list,
         "unattributed": unattributed(case),
-        "warnings": warnings(case),
+        "warnings": notes,
     }
+
+
+def is_unknown_owner(account: str) -> bool:
+    """An owner placeholder for a device missing from the registry: counted, never notified."""
+    return account.startswith(UNKNOWN_OWNER.split("{")[0])
+
+
+def _registry(case: Case) -> Registry:
+    """The registry with the access scope the exposures were computed under."""
+    params = json.loads(case.meta("attribution_params") or "{}")
+    return Registry(list(case.db.query("select * from devices")), params.get("access_scope", "home"))
+
+
+def _classify_events(case: Case) -> tuple[list[LeakedEvent], list[dict[str, Any]]]:
+    """Every event that belongs to an exposure, and every delivery whose frame proved nothing.
+
+    Mirrors the attribute stage's rule (pixels decide; the log counts only when the frame could
+    not be attributed); a test checks the per-pair totals against the exposures table.
+    """
+    registry = _registry(case)
+    attributed = {r["snapshot"]: r for r in case.db.query(
+        "select snapshot, source_device, reason from attributions")}
+    leaked: list[LeakedEvent] = []
+    at_risk: list[dict[str, Any]] = []
+    for e in case.db.query("select ts, ts_ms, account_id, device_id, snapshot, event, integration "
+                           "from events order by ts_ms, event_key"):
+        account = e["account_id"]
+        snap = attributed.get(e["snapshot"]) if e["snapshot"] else None
+        source, evidence = None, None
+        if snap and snap["source_device"]:
+            if not registry.may_see(account, snap["source_device"]):
+                source, evidence = snap["source_device"], "content"
+        elif e["device_id"] and registry.known(e["device_id"]) and not registry.may_see(account, e["device_id"]):
+            source, evidence = e["device_id"], "log"
+        elif e["snapshot"] and e["event"] not in VIEW_EVENTS:
+            reason = _reason_group(snap["reason"]) if snap else "snapshot not in any archive"
+            at_risk.append({"reason": reason, "account": account, "snapshot": e["snapshot"], "ts_ms": e["ts_ms"]})
+        if source is None:
+            continue
+        leaked.append(LeakedEvent(
+            ts=e["ts"], ts_ms=e["ts_ms"], account=account, source_device=source,
+            source_owner=registry.owner(source) or UNKNOWN_OWNER.format(device=source),
+            source_home=registry.home(source), snapshot=e["snapshot"], event=e["event"] or "(none)",
+            integration=e["integration"], evidence=evidence))
+    return leaked, at_risk
+
+
+def _time_window(deliveries: list[LeakedEvent], views: list[LeakedEvent]) -> dict[str, Any]:
+    first = min(deliveries, key=lambda e: e.ts_ms, default=None)
+    last = max(deliveries, key=lambda e: e.ts_ms, default=None)
+    return {
+        "first_delivery": first.ts if first else None,
+        "last_delivery": last.ts if last else None,
+        "hours": round((last.ts_ms - first.ts_ms) / HOUR_MS, 2) if first and last else 0.0,
+        "first_view": min(views, key=lambda e: e.ts_ms).ts if views else None,
+        "last_view": max(views, key=lambda e: e.ts_ms).ts if views else None,
+    }
+
+
+def _timeline(deliveries: list[LeakedEvent], views: list[LeakedEvent], minutes: int = 60) -> dict[str, Any]:
+    """Leaked deliveries (and views) per UTC bucket, every bucket of the window listed, empty or not."""
+    width = minutes * 60_000
+    if not deliveries and not views:
+        return {"bucket_minutes": minutes, "rows": []}
+    buckets: dict[int, Counter] = defaultdict(Counter)
+    for e in deliveries:
+        buckets[e.ts_ms // width]["deliveries"] += 1
+        buckets[e.ts_ms // width][e.evidence] += 1
+    for e in views:
+        buckets[e.ts_ms // width]["views"] += 1
+    rows = []
+    for slot in range(min(buckets), max(buckets) + 1):
+        c = buckets.get(slot, Counter())
+        rows.append({"start": format_ts(slot * width), "deliveries": c["deliveries"], "confirmed": c["content"],
+                     "log_only": c["log"], "views": c["views"]})
+    return {"bucket_minutes": minutes, "rows": rows}
+
+
+def _detail_minutes(events: list[LeakedEvent], max_buckets: int = 48) -> int:
+    """The finest bucket (5 min to 1 h) that shows the whole window in about `max_buckets` bars."""
+    if not events:
+        return 60
+    span = max(e.ts_ms for e in events) - min(e.ts_ms for e in events)
+    for minutes in (5, 10, 15, 30):
+        if span / (minutes * 60_000) <= max_buckets - 2:
+            return minutes
+    return 60
+
+
+def _delivered_vs_viewed(deliveries: list[LeakedEvent], views: list[LeakedEvent],
+                         owners: list[dict[str, Any]], recipients: list[dict[str, Any]]) -> dict[str, Any]:
+    delivered_frames = {e.snapshot for e in deliveries if e.snapshot}
+    viewed_frames = {e.snapshot for e in views if e.snapshot}
+    return {
+        "events": {"delivered": len(deliveries), "viewed": len(views)},
+        "snapshots": {"delivered": len(delivered_frames | viewed_frames), "viewed": len(viewed_frames)},
+        "owners": {"exposed": len(owners), "viewed": sum(1 for o in owners if o["viewed"])},
+        "recipients": {"received": len(recipients), "viewed": sum(1 for r in recipients if r["viewed"])},
+    }
+
+
+def _notification_groups(case: Case, owners: list[dict[str, Any]], recipients: list[dict[str, Any]],
+                         devices: dict[str, Any]) -> dict[str, Any]:
+    """Counts per group, plus who else is in the user base, so a share can be stated."""
+    owners = [o for o in owners if not is_unknown_owner(o["owner_account"])]
+    counts = Counter(o["group"] for o in owners if o["group"] != GROUP_BOTH_ROLES)
+    counts.update(r["group"] for r in recipients)
+    affected = {o["owner_account"] for o in owners} | {r["account"] for r in recipients}
+    exposed_devices = {d for o in owners for d in o["devices"]}
+    members = {a for d in exposed_devices if d in devices for a in json.loads(devices[d]["shared_accounts"] or "[]")}
+    members -= affected
+    base = {a for d in devices.values() for a in [d["owner_account"], *json.loads(d["shared_accounts"] or "[]")] if a}
+    base |= {r["account_id"] for r in case.db.query("select distinct account_id from events where account_id is not null")}
+    base |= affected
+    out: dict[str, Any] = {g: counts.get(g, 0) for g in GROUPS}
+    out["household_members"] = len(members)
+    out["unaffected"] = len(base - affected - members)
+    out["accounts_total"] = len(base)
+    return out
+
+
+def _breakdown(leaked: list[LeakedEvent], key) -> list[dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {}
+    for e in leaked:
+        g = groups.setdefault(key(e), {"deliveries": 0, "views": 0, "frames": set(), "recipients": set(),
+                                       "owners": set(), "devices": set()})
+        g["views" if e.viewed else "deliveries"] += 1
+        if e.snapshot:
+            g["frames"].add(e.snapshot)
+        g["recipients"].add(e.account)
+        g["owners"].add(e.source_owner)
+        g["devices"].add(e.source_device)
+    return [{"key": k, "deliveries": g["deliveries"], "views": g["views"], "frames": len(g["frames"]),
+             "recipients": len(g["recipients"]), "owners": len(g["owners"]), "devices": len(g["devices"])}
+            for k, g in sorted(groups.items())]
+
+
+def _certainty(deliveries: list[LeakedEvent], exposures: list[dict[str, Any]],
+               at_risk: list[dict[str, Any]]) -> dict[str, Any]:
+    """Proven by pixels, resting on the log, or unknowable: so figures can be stated as approximate.
+
+    Unattributable deliveries inside the leak window (first to last proven leaked delivery) are the
+    ones that may hide further leaks; those outside it most likely went to their own home.
+    """
+    lo = min((e.ts_ms for e in deliveries), default=None)
+    hi = max((e.ts_ms for e in deliveries), default=None)
+    inside = lambda item: lo is not None and lo <= item["ts_ms"] <= hi  # noqa: E731
+    reasons: dict[str, dict[str, Any]] = {}
+    for item in at_risk:
+        g = reasons.setdefault(item["reason"], {"deliveries": 0, "in_leak_window": 0, "accounts": set(), "snapshots": set()})
+        g["deliveries"] += 1
+        g["in_leak_window"] += inside(item)
+        g["accounts"].add(item["account"])
+        g["snapshots"].add(item["snapshot"])
+    return {
+        "confirmed": {"deliveries": sum(1 for e in deliveries if e.evidence == "content"),
+                      "pairs": sum(1 for e in exposures if e["evidence"] == "content")},
+        "log_only": {"deliveries": sum(1 for e in deliveries if e.evidence == "log"),
+                     "pairs": sum(1 for e in exposures if e["evidence"] == "log")},
+        "unattributable": {
+            "deliveries": len(at_risk),
+            "in_leak_window": sum(1 for i in at_risk if inside(i)),
+            "accounts": len({i["account"] for i in at_risk}),
+            "reasons": [{"reason": r, "deliveries": g["deliveries"], "in_leak_window": g["in_leak_window"],
+                         "snapshots": len(g["snapshots"]), "accounts": len(g["accounts"])} for r, g in sorted(reasons.items())],
+        },
+    }
+
+
+def _add_evidence_detail(case: Case, exposures: list[dict[str, Any]]) -> None:
+    """Per evidence snapshot: its cluster, hash distance to the cluster medoid, and reference matches."""
+    wanted = sorted({s for e in exposures for s in e["evidence_snapshots"]})
+    if not wanted:
+        for e in exposures:
+            e["evidence_detail"] = []
+        return
+    details: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        for r in case.db.query(
+            "select a.snapshot, a.cluster_id, a.source_device, a.attribution, a.confidence, a.reason, "
+            "fc.via, fc.distance from attributions a left join frame_clusters fc on fc.frame_id = a.frame_id "
+            f"where a.snapshot in ({','.join('?' * len(chunk))})", chunk):
+            details[r["snapshot"]] = r
+    refs = Counter()
+    for r in case.db.query("select fc.cluster_id, f.ref_device, count(*) n from frames f join frame_clusters fc "
+                           "on fc.frame_id = f.frame_id where f.role = 'reference' group by 1, 2"):
+        refs[(r["cluster_id"], r["ref_device"])] = r["n"]
+    for e in exposures:
+        rows = []
+        for snap in e["evidence_snapshots"]:
+            d = details.get(snap)
+            if d is None:
+                rows.append({"snapshot": snap, "cluster": None, "matched_by": None, "hash_distance": None,
+                             "attribution": None, "confidence": None, "reference_matches": 0,
+                             "note": "snapshot not in any archive"})
+                continue
+            proves = d["source_device"] == e["source_device"]
+            rows.append({
+                "snapshot": snap,
+                "cluster": d["cluster_id"],
+                "matched_by": d["via"],
+                "hash_distance": d["distance"],
+                "attribution": d["attribution"] if proves else None,
+                "confidence": d["confidence"] if proves else None,
+                "reference_matches": refs.get((d["cluster_id"], e["source_device"]), 0) if d["cluster_id"] is not None else 0,
+                "note": None if proves else (d["reason"] or "frame attributed elsewhere; the log names this device"),
+            })
+        e["evidence_detail"] = rows
 
 
 def _exposure(row: dict[str, Any]) -> dict[str, Any]:

@@ -93,7 +93,8 @@ def test_report_follows_the_contract(triaged, tiny_incident):
         assert e["first_seen"] <= e["last_seen"]
         assert e["first_seen"] >= truth["bug_window"][0][:19]
     for o in report["owners"]:
-        assert o["group"] == ("owner_viewed" if o["viewed"] else "owner_delivered")
+        recipient = o["owner_account"] in {r["account"] for r in report["recipients"]}
+        assert o["group"] == ("both_roles" if recipient else "owner_viewed" if o["viewed"] else "owner_delivered")
     reasons = {u["reason"] for u in report["unattributed"]}
     assert any(r.startswith("uninformative") for r in reasons)
     kinds = {w["kind"]: w for w in report["warnings"]}
