@@ -58,7 +58,7 @@ def render_summary(report: dict[str, Any], console: Console, *, case_path: str |
         console.print(Panel(Group(*notes), title="Unattributed and warnings", border_style="yellow"))
     if case_path:
         console.print(Text.assemble(("Next: ", "bold"), f"camleak report --case {case_path} --format html -o report.html"))
-        console.print(Text.assemble(("      ", ""), "--format md for the postmortem, csv -o lists/ for the notification lists, json for scripts"))
+        console.print(Text.assemble(("      ", ""), "also --format md (postmortem), csv -o DIR (mail-merge lists), json"))
 
 
 def _n(count: int, noun: str) -> str:
