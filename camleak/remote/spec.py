@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import InputError
 
 LOG_STORES = {"es": "es", "elasticsearch": "es", "opensearch": "opensearch", "loki": "loki",
               "gcl": "gcl", "clickhouse": "clickhouse", "ch": "clickhouse"}
+READABLE = "{}\"'/:,=*()<>!~|@$;[] "
 _SPEC = re.compile(r"^(?P<store>[a-z]+)\+(?P<scheme>https?)://", re.IGNORECASE)
 
 # Query parameters that carry credentials or signatures (S3/GCS/Azure signed URLs, API keys).
@@ -46,7 +47,9 @@ class SourceSpec:
         prefix = "" if self.kind == "http" else f"{self.kind}+"
         if self.kind == "http":
             return redact_url(self.url)
-        query = urlencode(sorted((k, v) for k, v in self.params.items() if k.lower() not in SECRET_PARAMS))
+        # Readable (a label for people and the pulls table), yet unambiguous: & # % + stay escaped.
+        query = urlencode(sorted((k, v) for k, v in self.params.items() if k.lower() not in SECRET_PARAMS),
+                          safe=READABLE, quote_via=quote)
         base = redact_url(self.url)
         return prefix + base + (f"?{query}" if query else "")
 
