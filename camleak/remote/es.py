@@ -11,9 +11,12 @@ are deduplicated on their key, so the overlap adds nothing).
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import InputError
+from . import net
 from .stores import LogStore, Page
 
 
@@ -22,10 +25,11 @@ class Elasticsearch(LogStore):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.index = self.spec.url.rstrip("/").rsplit("/", 1)[-1]
-        self.base = self.spec.url.rstrip("/")[: -len(self.index)].rstrip("/")
-        if not self.index or "://" in self.index or self.base.endswith(":/"):
+        parts = urlsplit(self.spec.url)
+        prefix, _, self.index = parts.path.rstrip("/").rpartition("/")
+        if not self.index:
             raise InputError(f"{self.label}: the spec needs an index pattern in its path (…:9200/logs-*)")
+        self.base = urlunsplit((parts.scheme, parts.netloc, prefix, "", ""))
         self.time_field = self.param("time_field", "@timestamp")
         self.size = self.int_param("size", 1000, high=10_000)
         self.keep_alive = self.param("keep_alive", "5m")
@@ -94,6 +98,25 @@ class Elasticsearch(LogStore):
                 return
 
     def _scroll(self, after_ms: int | None) -> Iterator[Page]:
+        """Scroll pages. A scroll advances on the server even when its answer is lost, so a
+        failed scroll request is not repeated: the scroll restarts at the last page's time
+        (the overlap is deduplicated on event keys)."""
+        failures = 0
+        while True:
+            try:
+                yield from self._scroll_from(after_ms)
+                return
+            except net.TRANSIENT as exc:
+                failures += 1
+                if failures >= self.policy.attempts:
+                    raise InputError(f"{self.label}: gave up after {failures} attempts ({net.describe(exc)})") from None
+                wait = net.backoff_wait(self.policy, failures, exc)
+                self.counter.note(wait, net.describe(exc))
+                time.sleep(wait)
+                after_ms = self._after_ms
+
+    def _scroll_from(self, after_ms: int | None) -> Iterator[Page]:
+        self._after_ms = after_ms
         body = {"size": self.size, "query": self._query(after_ms),
                 "sort": [{self.time_field: {"order": "asc", "format": "epoch_millis"}}, "_doc"]}
         data, nbytes = self.json_call("POST", f"{self.base}/{self.index}/_search",
@@ -105,9 +128,11 @@ class Elasticsearch(LogStore):
                 yield Page([], None, nbytes)
                 return
             last = hits[-1].get("sort") or [None]
+            if last[0] is not None:
+                self._after_ms = _ms(last[0])
             yield Page([hit.get("_source", {}) for hit in hits],
-                       {"after_ms": _ms(last[0])} if last[0] is not None else {}, nbytes)
-            data, nbytes = self.json_call("POST", f"{self.base}/_search/scroll",
+                       {"after_ms": self._after_ms} if self._after_ms is not None else {}, nbytes)
+            data, nbytes = self.json_call("POST", f"{self.base}/_search/scroll", retry=False,
                                           json={"scroll": self.keep_alive, "scroll_id": self.scroll_id})
 
     def close(self) -> None:

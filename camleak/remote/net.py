@@ -64,6 +64,11 @@ class Counter:
 TRANSIENT = (httpx.TransportError, httpx.DecodingError, Retryable)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: network trouble, a cut body, 429/5xx; not a malformed URL."""
+    return isinstance(exc, TRANSIENT) and not isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL))
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
     if not value:
@@ -109,12 +114,14 @@ def call(policy: RetryPolicy, counter: Counter, label: str, attempt: Callable[[]
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
         wait=wait,
-        retry=tenacity.retry_if_exception_type(TRANSIENT),
+        retry=tenacity.retry_if_exception(is_transient),
         before_sleep=before_sleep,
         reraise=True,
     )
     try:
         return retrying(attempt)
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise InputError(f"{label}: not a usable URL ({type(exc).__name__})") from None
     except TRANSIENT as exc:
         raise InputError(f"{label}: gave up after {policy.attempts} attempts ({describe(exc)})") from None
 

@@ -63,8 +63,11 @@ class LogStore:
             raise InputError(f"{self.label}: {name}={value!r} must be a whole number from {low} to {high}")
         return int(value)
 
-    def json_call(self, method: str, url: str, **kwargs: Any) -> tuple[Any, int]:
-        """One JSON request with retries; a body that does not parse (truncated, cut gzip) is retried."""
+    def json_call(self, method: str, url: str, *, retry: bool = True, **kwargs: Any) -> tuple[Any, int]:
+        """One JSON request with retries; a body that does not parse (truncated, cut gzip) is retried.
+
+        `retry=False` is for requests that are not idempotent (a scroll advances on the server
+        even when its answer is lost): the caller decides how to recover."""
 
         def attempt() -> tuple[Any, int]:
             response = self.http.request(method, url, **kwargs)
@@ -75,6 +78,8 @@ class LogStore:
             except ValueError:
                 raise net.Retryable("response body is not complete JSON") from None
 
+        if not retry:
+            return attempt()
         return net.call(self.policy, self.counter, self.label, attempt)
 
     def pages(self, cursor: dict[str, Any] | None) -> Iterator[Page]:
