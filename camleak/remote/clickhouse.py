@@ -21,6 +21,10 @@ from . import net
 from .stores import LogStore, Page
 
 
+# Server-side failures worth a retry: timeouts, too many queries, network trouble between replicas.
+TRANSIENT_CODES = {159, 202, 209, 210, 425}
+
+
 class ClickHouse(LogStore):
     kind = "clickhouse"
 
@@ -53,6 +57,11 @@ class ClickHouse(LogStore):
         self._done = done
         url = self.spec.url.rstrip("/") + "/"
         with self.http.stream("POST", url, params=params, content=query.encode()) as response:
+            if response.status_code >= 400:
+                text = response.read()[:400].decode("utf-8", "replace").strip()
+                code = re.match(r"Code: (\d+)", text)
+                if code and int(code.group(1)) not in TRANSIENT_CODES:
+                    raise InputError(f"{self.label}: ClickHouse refused the query ({text})")
             net.check_status(response, self.label)
             batch: list[dict[str, Any] | str] = []
             nbytes = 0
