@@ -73,7 +73,15 @@ WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Pro
 ScopeOpt = Annotated[AccessScope, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
 FailOpt = Annotated[bool, typer.Option("--fail-on-exposure", help="Exit with code 3 when exposures are found.")]
 FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable).")]
-Sha256Opt = Annotated[Optional[list[str]], typer.Option("--sha256", help="Expected checksum of a remote file: URL=HEX or FILENAME=HEX (repeatable; a .sha256 sidecar is used when present).")]
+def _check_sha256(values: list[str] | None) -> list[str] | None:
+    for item in values or []:
+        name, sep, digest = item.rpartition("=")
+        if not sep or not name or len(digest.strip()) != 64:
+            raise typer.BadParameter(f"{item!r}: expected URL=HEX or FILENAME=HEX (64 hex digits)")
+    return values
+
+
+Sha256Opt = Annotated[Optional[list[str]], typer.Option("--sha256", callback=_check_sha256, help="Expected checksum of a remote file: URL=HEX or FILENAME=HEX (repeatable; a .sha256 sidecar is used when present).")]
 MaxBytesOpt = Annotated[int, typer.Option("--max-bytes", min=1, help="Refuse a remote file larger than this many bytes.")]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, max=32, help="Remote files downloaded at once.")]
 RetriesOpt = Annotated[int, typer.Option("--retries", min=1, max=100, help="Attempts per remote request (connection errors, timeouts, 429, 5xx).")]
@@ -238,15 +246,17 @@ def _pull(c: Case, sources: dict, field_map: dict, sha256: list[str] | None, max
     from .remote.net import RetryPolicy
     from .remote.pull import PullOptions, pull
     checksums = {}
+    from .remote.spec import redact_url
     for item in sha256 or []:
-        name, sep, digest = item.rpartition("=")
-        if not sep or len(digest.strip()) != 64:
-            raise typer.BadParameter(f"--sha256 {item!r}: expected URL=HEX or FILENAME=HEX (64 hex digits)")
-        from .remote.spec import redact_url
+        name, _, digest = item.rpartition("=")
         checksums[redact_url(name) if "://" in name else name] = digest.strip().lower()
     options = PullOptions(policy=RetryPolicy(attempts=retries, backoff=backoff), max_bytes=max_bytes,
                           checksums=checksums, concurrency=concurrency, field_map=field_map)
-    return pull(c, sources, options, show_progress=stderr.is_terminal)
+    labels = {role: [_label(str(s)) for s in items] for role, items in sources.items()}
+    with c.run("pull", {"sources": labels, "field_map": field_map}) as run:
+        local, pulled = pull(c, sources, options, show_progress=stderr.is_terminal)
+        run["sources"] = [s.as_dict() for s in pulled]
+    return local, pulled
 
 
 @app.command("pull")
@@ -268,16 +278,15 @@ def pull_cmd(
     field_map = parse_field_map(field)
     sources = {"devices": devices or [], "logs": logs or [], "snapshots": snapshots or [], "references": references or []}
     if not any(sources.values()):
-        raise typer.BadParameter("give at least one of --devices, --logs, --snapshots, --references")
+        stderr.print("[bold red]usage error:[/] give at least one of --devices, --logs, --snapshots, --references")
+        raise typer.Exit(2)
     with _open_case(case, create=True) as c:
-        labels = {role: [_label(s) for s in items] for role, items in sources.items()}
-        with c.run("pull", {"sources": labels, "field_map": field_map}) as run:
-            local, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
-            run["sources"] = [s.as_dict() for s in pulled]
-            run["ingest"] = pipeline.run_ingest(c, pipeline.TriageInputs(field_map=field_map, **local), _rich_progress)
+        local, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
+        ingested = pipeline.run_ingest(c, pipeline.TriageInputs(field_map=field_map, **local), _rich_progress)
         if stderr.is_terminal:
             render_summaries(pulled, stderr)
-        stdout.print(json.dumps({"sources": run["sources"], "ingest": run["ingest"]}, sort_keys=True), highlight=False, soft_wrap=True)
+        stdout.print(json.dumps({"sources": [s.as_dict() for s in pulled], "ingest": ingested}, sort_keys=True),
+                     highlight=False, soft_wrap=True)
 
 
 def _label(source: str) -> str:

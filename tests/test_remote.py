@@ -299,8 +299,9 @@ def test_pull_command_then_triage_adds_nothing(server, tiny_incident, tmp_path):
     args = ["--case", str(tmp_path / "c.db"), "--devices", f"{server.base}/files/{inc.devices.name}",
             "--logs", f'loki+{server.base}?query={{app="camcloud"}}&from={FROM}&to={TO}&limit=50',
             "--backoff", "0.01"]
-    for p in inc.logs[1:]:
-        args += ["--logs", str(p)]  # local and remote inputs mix
+    args += ["--logs", str(inc.logs[1])]  # local and remote inputs mix
+    server.files[inc.logs[2].name] = inc.logs[2].read_bytes()
+    args += ["--logs", f"{server.base}/files/{inc.logs[2].name}"]  # a log export over HTTP
     for p in inc.snapshots:
         args += ["--snapshots", f"{server.base}/files/{p.name}"]
     for p in inc.references:
@@ -312,6 +313,10 @@ def test_pull_command_then_triage_adds_nothing(server, tiny_incident, tmp_path):
     pulled = json.loads(result.stdout)
     assert {s["status"] for s in pulled["sources"]} == {"complete"}
     assert pulled["ingest"]["snapshots"]["new_files"] == len(inc.snapshots)
+    assert pulled["ingest"]["logs"]["new_files"] == 2 and pulled["ingest"]["logs"]["items"] > 0
+    with Case(tmp_path / "c.db") as case:
+        run = next(case.db.query("select args, status from runs where command = 'pull'"))
+        assert run["status"] == "ok" and "loki+" in run["args"] and "files/served" in run["args"]
     with sqlite3.connect(tmp_path / "c.db") as conn:
         counts = [conn.execute(f"select count(*) from {t}").fetchone()[0] for t in ("events", "frames", "devices", "inputs")]
     requests = dict(server.requests)
@@ -333,3 +338,18 @@ def test_a_remote_source_that_cannot_be_used_exits_1_naming_it(server, tmp_path)
     assert result.exit_code == 1 and "only feed --logs" in result.stderr
     result = runner.invoke(app, ["pull", "--case", str(tmp_path / "c.db"), "--logs", f"es+{server.base}/"])
     assert result.exit_code == 1 and "index pattern" in result.stderr
+
+
+def test_sha256_option_checks_a_named_file(server, tmp_path):
+    data = b"device_id,home_id,owner_account,shared_accounts\ncam-1,h1,acc-1,\n"
+    server.files["devices.csv"] = data
+    url = f"{server.base}/files/devices.csv"
+    wrong = runner.invoke(app, ["pull", "--case", str(tmp_path / "a.db"), "--devices", url,
+                                "--sha256", f"devices.csv={'0' * 64}"])
+    assert wrong.exit_code == 1 and "does not match" in wrong.stderr
+    right = runner.invoke(app, ["pull", "--case", str(tmp_path / "a.db"), "--devices", url,
+                                "--sha256", f"{url}={sha256_file_bytes(data)}"])
+    assert right.exit_code == 0, right.output
+    assert json.loads(right.stdout)["sources"][0]["sha256"] == sha256_file_bytes(data)
+    bad = runner.invoke(app, ["pull", "--case", str(tmp_path / "a.db"), "--devices", url, "--sha256", "nonsense"])
+    assert bad.exit_code == 2

@@ -146,7 +146,7 @@ def _start_downloads(case: Case, files: list[tuple[str, int, SourceSpec]], optio
 def _download_one(spec: SourceSpec, folder: Path, options: PullOptions, expected: str | None,
                   display: "_Display") -> Downloaded:
     spec, http = _client_for(spec, options)
-    task = display.add(spec.label.rsplit("/", 1)[-1].split("?")[0], "B")
+    task = display.add(_short(spec.label.split("?")[0].rsplit("/", 1)[-1]), "B")
     counter = net.Counter()
     try:
         with http:
@@ -200,7 +200,7 @@ def pull_store(case: Case, spec: SourceSpec, options: PullOptions, display: "_Di
     spec_clean, http = _client_for(spec, options)
     store = STORES[spec.kind](spec_clean, http, options.policy, counter)
     store.label = spec.label
-    task = display.add(spec.label[:60], "events")
+    task = display.add(_short(spec.label), "events")
     status = "failed"
     try:
         for page in store.pages(cursor):
@@ -315,6 +315,10 @@ def _save_pull(case: Case, role: str, source: str, kind: str, **values: Any) -> 
     return table.last_pk  # type: ignore[return-value]
 
 
+def _short(label: str, width: int = 36) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def _safe_error(exc: BaseException) -> str:
     if isinstance(exc, InputError):
         return str(exc)[:500]
@@ -345,11 +349,9 @@ class _Display:
         self.progress = None
         if enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     TextColumn("{task.completed:,.0f} {task.fields[unit]}"),
-                                     TransferSpeedColumn(), TimeElapsedColumn(),
-                                     console=Console(stderr=True), transient=True)
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), _Amount(), _Rate(),
+                                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
 
     def __enter__(self) -> "_Display":
         if self.progress:
@@ -370,6 +372,34 @@ class _Display:
     def done(self, task: Any) -> None:
         if self.progress is not None:
             self.progress.remove_task(task)
+
+
+def _columns():
+    from rich import filesize
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    def amount(value: float, unit: str) -> str:
+        return filesize.decimal(int(value)) if unit == "B" else f"{value:,.0f} {unit}"
+
+    class Amount(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(amount(task.completed, task.fields.get("unit", "")))
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else amount(speed, task.fields.get("unit", "")) + "/s")
+
+    return Amount, Rate
+
+
+def _Amount():  # noqa: N802 - column factories, imported lazily with rich
+    return _columns()[0]()
+
+
+def _Rate():  # noqa: N802
+    return _columns()[1]()
 
 
 def render_summaries(summaries: list[SourceSummary], console: Any) -> None:
