@@ -184,13 +184,18 @@ def test_elasticsearch_pages_through_every_document_once(server, has_pit):
     assert len(pages) >= 5 and pages[-1].cursor is None and counter.retries >= 3
 
 
-def test_opensearch_opens_its_point_in_time_on_its_own_path(server):
-    _es_docs(server, 10)
-    spec = parse_spec(f"opensearch+{server.base}/camcloud-*?time_field=ts&size=4")
+def test_opensearch_pages_by_time_on_its_own_point_in_time(server):
+    _es_docs(server, 100)  # three documents per millisecond
+    server.faults["es"] = [None, "drop", "gzip-trunc"]
+    spec = parse_spec(f"opensearch+{server.base}/camcloud-*?time_field=ts&size=7")
     with httpx.Client() as http:
         pages = list(Elasticsearch(spec, http, FAST, net.Counter()).pages(None))
-    assert sum(len(p.records) for p in pages) == 10
+    ids = [r["request_id"] for p in pages for r in p.records]
+    assert ids == [f"r{i}" for i in range(100)]  # every document once, none skipped at a page edge
     assert any(p.startswith("/camcloud-*/_search/point_in_time") for p in server.paths_seen)
+    spec = parse_spec(f"opensearch+{server.base}/camcloud-*?time_field=ts&size=2")
+    with httpx.Client() as http, pytest.raises(InputError, match="share one timestamp"):
+        list(Elasticsearch(spec, http, FAST, net.Counter()).pages(None))
 
 
 def test_loki_pages_forward_across_lines_sharing_a_timestamp(server):

@@ -5,6 +5,8 @@ scroll API where the cluster has no point in time (before ES 7.10 / OpenSearch 2
     es+http://127.0.0.1:9200/camcloud-logs-*?from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z
        &time_field=@timestamp&query=integration:alexa&size=1000
 
+OpenSearch pages by time alone (each query starts at the last page's newest time and skips
+the documents already taken there), since its point in time has no `_shard_doc`.
 A resumed pull opens a new point in time and starts at the last time it committed (events
 are deduplicated on their key, so the overlap adds nothing).
 """
@@ -71,6 +73,9 @@ class Elasticsearch(LogStore):
         if self.pit_id is None:
             yield from self._scroll(after_ms)
             return
+        if self.opensearch:
+            yield from self._pages_by_time(after_ms, set((cursor or {}).get("seen", [])))
+            return
         search_after = None
         while True:
             body: dict[str, Any] = {
@@ -96,6 +101,30 @@ class Elasticsearch(LogStore):
             yield Page(records, None if done else {"after_ms": _ms(search_after[0])}, nbytes)
             if done:
                 return
+
+    def _pages_by_time(self, after_ms: int | None, seen: set[str]) -> Iterator[Page]:
+        """Point-in-time pages without a `_shard_doc` tie-breaker (OpenSearch): each query starts
+        at the last page's newest time, skipping the documents already taken at that time."""
+        while True:
+            body = {"size": self.size, "query": self._query(after_ms),
+                    "sort": [{self.time_field: {"order": "asc", "format": "epoch_millis"}}],
+                    "pit": {"id": self.pit_id, "keep_alive": self.keep_alive}}
+            data, nbytes = self.json_call("POST", f"{self.base}/_search", json=body)
+            self.pit_id = data.get("pit_id") or self.pit_id
+            hits = data.get("hits", {}).get("hits", [])
+            stamped = [(_ms((hit.get("sort") or [None])[0]), f"{hit.get('_index')}/{hit.get('_id')}", hit) for hit in hits]
+            fresh = [h.get("_source", {}) for ms, key, h in stamped if not (ms == after_ms and key in seen)]
+            if len(hits) < self.size:
+                yield Page(fresh, None, nbytes)
+                return
+            last = stamped[-1][0]
+            at_last = {key for ms, key, _ in stamped if ms == last}
+            if last == after_ms:
+                if not fresh:
+                    raise InputError(f"{self.label}: more than size={self.size} documents share one timestamp; raise size")
+                at_last |= seen
+            after_ms, seen = last, at_last
+            yield Page(fresh, {"after_ms": after_ms, "seen": sorted(seen)}, nbytes)
 
     def _scroll(self, after_ms: int | None) -> Iterator[Page]:
         """Scroll pages. A scroll advances on the server even when its answer is lost, so a

@@ -29,6 +29,9 @@ class Loki(LogStore):
         query = self.param("query", required=True)
         limit = self.int_param("limit", 1000, high=100_000)
         start_ms, end_ms = self.time_range()
+        if start_ms is None:
+            # Loki's own default is the last hour: too easy to miss an incident by.
+            raise InputError(f"{self.label}: the spec needs from=… (and usually to=…)")
         end_ns = (end_ms if end_ms is not None else int(time.time() * 1000)) * 1_000_000
         start_ns = int((cursor or {}).get("start_ns") or (start_ms or 0) * 1_000_000)
         seen = set((cursor or {}).get("seen", []))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -101,14 +102,19 @@ def pull(case: Case, sources: dict[str, Sequence[str | Path]], options: PullOpti
                 stores.append((role, spec))
     summaries: list[SourceSummary] = []
     errors: list[str] = []
+    stop = threading.Event()
     with _Display(show_progress) as display:
-        futures = _start_downloads(case, files, options, display, summaries)
-        for role, spec in stores:
-            try:
-                summaries.append(pull_store(case, spec, options, display))
-            except InputError as exc:
-                errors.append(str(exc))
-                summaries.append(SourceSummary(role, spec.label, spec.kind, status="failed", error=str(exc)))
+        futures = _start_downloads(case, files, options, display, stop)
+        try:
+            for role, spec in stores:
+                try:
+                    summaries.append(pull_store(case, spec, options, display))
+                except InputError as exc:
+                    errors.append(str(exc))
+                    summaries.append(SourceSummary(role, spec.label, spec.kind, status="failed", error=str(exc)))
+        except BaseException:
+            stop.set()  # an interrupt: downloads stop too, keeping their .part for the rerun
+            raise
         for (role, index, spec), future in futures:
             summary = _finish_download(case, role, spec, future)
             summaries.append(summary)
@@ -125,7 +131,9 @@ def pull(case: Case, sources: dict[str, Sequence[str | Path]], options: PullOpti
 # Files
 # ---------------------------------------------------------------------------------------
 def _start_downloads(case: Case, files: list[tuple[str, int, SourceSpec]], options: PullOptions,
-                     display: "_Display", summaries: list[SourceSummary]) -> list[tuple[tuple[str, int, SourceSpec], Future]]:
+                     display: "_Display", stop: threading.Event) -> list[tuple[tuple[str, int, SourceSpec], Future]]:
+    if not files:
+        return []
     folder = evidence_dir(case.path)
     pool = ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="camleak-pull")
     futures = []
@@ -137,22 +145,28 @@ def _start_downloads(case: Case, files: list[tuple[str, int, SourceSpec]], optio
             future.set_result(Downloaded(Path(done["path"]), done["sha256"], done["bytes"], 0, 0.0, 0))
         else:
             expected = options.checksums.get(spec.label) or options.checksums.get(Path(spec.label.split("?")[0]).name)
-            future = pool.submit(_download_one, spec, folder, options, expected, display)
+            future = pool.submit(_download_one, spec, folder, options, expected, display, stop)
         futures.append(((role, index, spec), future))
     pool.shutdown(wait=False)
     return futures
 
 
 def _download_one(spec: SourceSpec, folder: Path, options: PullOptions, expected: str | None,
-                  display: "_Display") -> Downloaded:
+                  display: "_Display", stop: threading.Event) -> Downloaded:
     spec, http = _client_for(spec, options)
     task = display.add(_short(spec.label.split("?")[0].rsplit("/", 1)[-1]), "B")
     counter = net.Counter()
+
+    def progress(n: int, total: int | None) -> None:
+        if stop.is_set():
+            raise InputError(f"{spec.label}: stopped; rerun to resume")
+        display.advance(task, n, total)
+
     try:
         with http:
             return download(http, spec, folder, policy=options.policy, expected_sha256=expected,
                             use_sidecar=options.use_sidecar, max_bytes=options.max_bytes,
-                            progress=lambda n, total: display.advance(task, n, total), counter=counter)
+                            progress=progress, counter=counter)
     finally:
         display.done(task)
 
