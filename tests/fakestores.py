@@ -43,6 +43,8 @@ class FakeServer(ThreadingHTTPServer):
         self.faults: dict[str, list[str]] = defaultdict(list)
         self.fail_after: dict[str, int] = {}  # route -> requests served before it fails hard (HTTP 400)
         self.requests: dict[str, int] = defaultdict(int)
+        self.inflight = 0
+        self.max_inflight = 0  # most file requests served at once
         self.headers_seen: list[dict[str, str]] = []
         self.paths_seen: list[str] = []
         self.scrolls: dict[str, list] = {}
@@ -179,6 +181,16 @@ class Handler(BaseHTTPRequestHandler):
         data = self.server.files.get(name)
         if data is None:
             return self._send(404, b"not found", "text/plain")
+        with self.server.lock:
+            self.server.inflight += 1
+            self.server.max_inflight = max(self.server.max_inflight, self.server.inflight)
+        try:
+            self._file_body(name, data)
+        finally:
+            with self.server.lock:
+                self.server.inflight -= 1
+
+    def _file_body(self, name: str, data: bytes) -> None:
         fault = self._fault("files:" + name)
         if fault == "handled":
             return

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import sqlite3
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -358,3 +359,61 @@ def test_sha256_option_checks_a_named_file(server, tmp_path):
     assert json.loads(right.stdout)["sources"][0]["sha256"] == sha256_file_bytes(data)
     bad = runner.invoke(app, ["pull", "--case", str(tmp_path / "a.db"), "--devices", url, "--sha256", "nonsense"])
     assert bad.exit_code == 2
+
+
+def test_downloads_run_concurrently_within_the_bound(server, tmp_path):
+    urls = []
+    for i in range(5):
+        server.files[f"part-{i}.tar"] = blob(20_000, seed=i)
+        server.faults[f"files:part-{i}.tar"] = ["slow:0.5"]
+        urls += ["--snapshots", f"{server.base}/files/part-{i}.tar"]
+    case_path = tmp_path / "c.db"
+    with Case(case_path) as case:
+        local, summaries = pull(case, {"snapshots": urls[1::2]}, PullOptions(policy=FAST, concurrency=2,
+                                                                            use_sidecar=False))
+    assert server.max_inflight == 2
+    assert [Path(p).read_bytes() for p in local["snapshots"]] == [server.files[f"part-{i}.tar"] for i in range(5)]
+    assert all(s.status == "complete" and s.sha256 for s in summaries)
+
+
+def test_a_killed_pull_resumes_to_the_same_events(server, tiny_incident, tmp_path):
+    """SIGKILL mid-pull (no cleanup at all), then the same command again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _loki_server_with_incident(server, tiny_incident)
+    spec = f'loki+{server.base}?query={{app="camcloud"}}&from={FROM}&to={TO}&limit=8'
+    fields = [a for k, v in tiny_incident.field_map.items() for a in ("--field", f"{k}={v}")]
+    clean = tmp_path / "clean.db"
+    assert runner.invoke(app, ["pull", "--case", str(clean), "--logs", spec, *fields]).exit_code == 0
+
+    server.faults["loki"] = ["slow:0.4"] * 100
+    case_path = tmp_path / "case.db"
+    command = [sys.executable, "-m", "camleak.cli", "pull", "--case", str(case_path), "--logs", spec, *fields]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        pages = 0
+        while pages < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            if case_path.exists():
+                try:
+                    with sqlite3.connect(case_path, timeout=5) as conn:
+                        pages = (conn.execute("select max(pages) from pulls").fetchone() or [0])[0] or 0
+                except sqlite3.OperationalError:
+                    pass
+        assert proc.poll() is None, "the pull ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    with sqlite3.connect(case_path) as conn:
+        status, committed = conn.execute("select status, events from pulls").fetchone()
+        assert status == "running" and committed == conn.execute("select count(*) from events").fetchone()[0]
+    server.faults["loki"] = []
+    result = runner.invoke(app, ["pull", "--case", str(case_path), "--logs", spec, *fields])
+    assert result.exit_code == 0, result.output
+    assert _events(case_path) == _events(clean)
+    with sqlite3.connect(case_path) as conn:
+        assert conn.execute("select status from pulls").fetchone()[0] == "complete"
