@@ -182,10 +182,11 @@ def _finish_download(case: Case, role: str, spec: SourceSpec, future: Future) ->
         return summary
     summary.path, summary.sha256, summary.bytes = str(result.path), result.sha256, result.fetched
     summary.retries, summary.seconds = result.retries, result.seconds
-    summary.status = "complete" if result.fetched or result.retries else "up to date"
-    if summary.status == "complete":
+    summary.status = "complete" if result.fetched else "up to date"
+    previous = _pull_row(case, role, spec.label)
+    if not (previous and previous["status"] == "complete" and previous["sha256"] == result.sha256):
         _save_pull(case, role, spec.label, "http", status="complete", path=str(result.path), sha256=result.sha256,
-                   bytes=result.size, retries=result.retries, started=started, finished=utcnow())
+                   bytes=result.size, retries=result.retries, started=started, finished=utcnow(), error=None)
     return summary
 
 
@@ -229,9 +230,10 @@ def pull_store(case: Case, spec: SourceSpec, options: PullOptions, display: "_Di
             summary.bytes += page.nbytes
             summary.retries = counter.retries
             display.advance(task, len(page.records), None)
-        totals = _pull_row(case, "logs", spec.label)
-        parsed = case.count("events", "input_id = ?", [input_id])
+        totals = _pull_row(case, "logs", spec.label) or {}
+        items = case.count("events", "input_id = ?", [input_id])
         skipped = case.count("problems", "input_id = ? and kind = 'malformed_log_line'", [input_id])
+        parsed = (totals.get("records") or 0) - skipped  # events read, duplicates included
         if summary.pages:
             try:
                 warnings = ingest._check_field_map(spec.label, options.field_map, usage, parsed, skipped)  # type: ignore[arg-type]
@@ -245,8 +247,8 @@ def pull_store(case: Case, spec: SourceSpec, options: PullOptions, display: "_Di
                 raise
             for message in warnings:
                 case.add_problem("ingest", "field_map_unmatched", message, input_id=input_id, path=spec.label)
-        case.finish_input(input_id, parsed, skipped)
-        case.db["inputs"].update(input_id, {"size": totals["bytes"] if totals else summary.bytes})
+        case.finish_input(input_id, items, skipped)
+        case.db["inputs"].update(input_id, {"size": totals.get("bytes") or summary.bytes})
         status = "complete"
     except BaseException as exc:
         if status != "dropped":
