@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any, Iterator
 
 from ..errors import InputError
@@ -38,20 +37,9 @@ class ClickHouse(LogStore):
         page_rows = self.int_param("page_rows", 1000)
         done = int((cursor or {}).get("rows", 0))
         params = {k: v for k, v in self.spec.params.items() if k in ("database",)}
-        failures = 0
-        while True:
-            skip = done if ordered else 0
-            try:
-                yield from self._stream(query, params, skip, done, page_rows)
-                return
-            except net.TRANSIENT as exc:
-                failures += 1
-                if failures >= self.policy.attempts:
-                    raise InputError(f"{self.label}: gave up after {failures} attempts ({net.describe(exc)})") from None
-                wait = net.backoff_wait(self.policy, failures, exc)
-                self.counter.note(wait, net.describe(exc))
-                time.sleep(wait)
-                done = self._done
+        self._done = done
+        return net.resumable(self.policy, self.counter, self.label,
+                             lambda: self._stream(query, params, self._done if ordered else 0, self._done, page_rows))
 
     def _stream(self, query: str, params: dict[str, str], skip: int, done: int, page_rows: int) -> Iterator[Page]:
         self._done = done

@@ -13,7 +13,6 @@ are deduplicated on their key, so the overlap adds nothing).
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -130,19 +129,8 @@ class Elasticsearch(LogStore):
         """Scroll pages. A scroll advances on the server even when its answer is lost, so a
         failed scroll request is not repeated: the scroll restarts at the last page's time
         (the overlap is deduplicated on event keys)."""
-        failures = 0
-        while True:
-            try:
-                yield from self._scroll_from(after_ms)
-                return
-            except net.TRANSIENT as exc:
-                failures += 1
-                if failures >= self.policy.attempts:
-                    raise InputError(f"{self.label}: gave up after {failures} attempts ({net.describe(exc)})") from None
-                wait = net.backoff_wait(self.policy, failures, exc)
-                self.counter.note(wait, net.describe(exc))
-                time.sleep(wait)
-                after_ms = self._after_ms
+        self._after_ms = after_ms
+        return net.resumable(self.policy, self.counter, self.label, lambda: self._scroll_from(self._after_ms))
 
     def _scroll_from(self, after_ms: int | None) -> Iterator[Page]:
         self._after_ms = after_ms

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -24,6 +24,7 @@ from ..errors import InputError
 from .spec import redact_url
 
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -199,3 +200,24 @@ def backoff_wait(policy: RetryPolicy, failures: int, exc: BaseException | None) 
     if isinstance(exc, Retryable) and exc.retry_after is not None:
         seconds = max(seconds, min(exc.retry_after, policy.max_retry_after))
     return seconds
+
+
+def resumable(policy: RetryPolicy, counter: Counter, label: str, start: Callable[[], Iterator[T]]) -> Iterator[T]:
+    """Iterate `start()`; when it fails transiently mid-way, call `start()` again after a wait.
+
+    For streams that cannot be retried request by request (a scroll, a streamed query): each
+    `start()` resumes from whatever its caller has already consumed."""
+    failures = 0
+    while True:
+        try:
+            yield from start()
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            failures += 1
+            if failures >= policy.attempts:
+                raise InputError(f"{label}: gave up after {failures} attempts ({describe(exc)})") from None
+            wait = backoff_wait(policy, failures, exc)
+            counter.note(wait, describe(exc))
+            time.sleep(wait)
