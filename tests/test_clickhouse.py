@@ -12,6 +12,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -176,3 +177,78 @@ def test_triage_from_clickhouse_equals_local_triage(clickhouse, tiny_incident, t
     result = runner.invoke(app, ["pull", "--case", str(tmp_path / "y.db"), "--logs",
                                  f"clickhouse+{clickhouse}?query=SELECT nosuchcolumn FROM camcloud.delivery_events"])
     assert result.exit_code == 1 and "ClickHouse refused the query" in result.stderr
+
+
+class CuttingProxy:
+    """A loopback TCP proxy in front of ClickHouse that cuts its first `cuts` responses after
+    `after` bytes: a connection dropped mid-stream, with the real server behind it."""
+
+    def __init__(self, upstream_port: int, cuts: int, after: int):
+        self.upstream_port, self.cuts, self.after = upstream_port, cuts, after
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            cut = self.connections <= self.cuts
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.after if cut else None), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if limit is not None and sent + len(data) >= limit:
+                    dst.sendall(data[: limit - sent])
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_stream_cut_mid_way_resumes_without_gaps(clickhouse, tmp_path):
+    ch(clickhouse, "CREATE DATABASE IF NOT EXISTS cut")
+    ch(clickhouse, "CREATE TABLE IF NOT EXISTS cut.events (ts String, account_id String, event String, request_id String) "
+                   "ENGINE = MergeTree() ORDER BY ts")
+    rows = [{"ts": f"2026-11-20T00:{i // 60 % 60:02d}:{i % 60:02d}Z", "account_id": f"acc-{i % 97}",
+             "event": "snapshot_served", "request_id": f"req-{i:05d}"} for i in range(3000)]
+    ch(clickhouse, "INSERT INTO cut.events FORMAT JSONEachRow", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    proxy = CuttingProxy(int(clickhouse.rsplit(":", 1)[1]), cuts=2, after=60_000)
+    try:
+        spec = (f"clickhouse+http://127.0.0.1:{proxy.port}?database=cut&page_rows=250"
+                "&query=SELECT * FROM events ORDER BY request_id")
+        case = tmp_path / "c.db"
+        result = runner.invoke(app, ["pull", "--case", str(case), "--logs", spec, "--backoff", "0.01"])
+        assert result.exit_code == 0, result.output
+    finally:
+        proxy.close()
+    with sqlite3.connect(case) as conn:
+        keys = sorted(r[0] for r in conn.execute("select request_id from events"))
+        retries, records = conn.execute("select retries, records from pulls").fetchone()
+    assert keys == [r["request_id"] for r in rows]  # every row once, none lost at a cut
+    assert retries == 2 and records == len(rows)  # the rows already committed were skipped, not re-read

@@ -295,6 +295,11 @@ def test_credentials_from_netrc_reach_only_the_request(server, tmp_path, monkeyp
     assert b"nEtRc-pw" not in case_path.read_bytes() and "nEtRc-pw" not in result.output
     out = json.loads(result.stdout)
     assert out["ingest"]["devices"]["items"] == 1 and out["sources"][0]["status"] == "complete"
+    # a signed URL carries its own authorisation: no netrc header is added to it
+    seen = len(server.headers_seen)
+    result = runner.invoke(app, ["pull", "--case", str(case_path), "--snapshots",
+                                 f"{server.base}/files/devices.csv?X-Amz-Signature=abc"])
+    assert all("authorization" not in h for h in server.headers_seen[seen:])
 
 
 def test_pull_command_then_triage_adds_nothing(server, tiny_incident, tmp_path):

@@ -15,13 +15,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import httpx
 import tenacity
 
 from ..errors import InputError
-from .spec import redact_url
+from .spec import SECRET_PARAMS, redact_url
 
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 T = TypeVar("T")
@@ -167,6 +167,8 @@ def auth_for(url: str, env: dict[str, str] | None = None) -> tuple[str, httpx.Au
     headers: dict[str, str] = {}
     if userinfo is not None:
         return clean, httpx.BasicAuth(*userinfo), headers
+    if any(k.lower() in SECRET_PARAMS for k, _ in parse_qsl(urlsplit(url).query)):
+        return clean, None, headers  # a signed URL carries its own authorisation; S3 refuses a second
     token = env.get("CAMLEAK_BEARER_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
