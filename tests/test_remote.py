@@ -133,6 +133,14 @@ def test_retry_after_is_honoured_and_5xx_bursts_retried(server, tmp_path):
     assert all(w <= FAST.max_wait for w in counter.waits[1:])
 
 
+def test_no_signature_reaches_the_logs(server, tmp_path, caplog):
+    import logging
+    server.files["s.tar"] = b"x" * 10
+    with caplog.at_level(logging.DEBUG), httpx.Client() as http:
+        download(http, parse_spec(f"{server.base}/files/s.tar?X-Amz-Signature=l0gsecret"), tmp_path, policy=FAST)
+    assert "l0gsecret" not in caplog.text
+
+
 def test_retries_give_up_with_a_clear_error(server, tmp_path):
     server.files["x.tar"] = b"x" * 100
     server.faults["files:x.tar"] = ["503"] * 10

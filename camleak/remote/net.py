@@ -9,6 +9,7 @@ Retry-After) and 5xx, with exponential backoff and jitter.
 from __future__ import annotations
 
 import email.utils
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,11 @@ from ..errors import InputError
 from .spec import SECRET_PARAMS, redact_url
 
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+# httpx logs every request's full URL at INFO (and httpcore its traffic at DEBUG): a signed
+# URL's signature would reach whatever log handler the host application configured.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 T = TypeVar("T")
 
 
