@@ -7,12 +7,13 @@ scroll API where the cluster has no point in time (before ES 7.10 / OpenSearch 2
 
 OpenSearch pages by time alone (each query starts at the last page's newest time and skips
 the documents already taken there), since its point in time has no `_shard_doc`.
-A resumed pull opens a new point in time and starts at the last time it committed (events
-are deduplicated on their key, so the overlap adds nothing).
+A resumed pull (or a restarted scroll) opens a new point in time and starts at the last time
+it committed, skipping the documents (`_index`/`_id`) it already took at that time.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -67,19 +68,38 @@ class Elasticsearch(LogStore):
         return data.get("pit_id") or data.get("id")
 
     def pages(self, cursor: dict[str, Any] | None) -> Iterator[Page]:
-        after_ms = (cursor or {}).get("after_ms")
+        # Where the last committed page ended: its newest time and the documents taken at it.
+        self._edge = _Edge((cursor or {}).get("after_ms"), set((cursor or {}).get("seen", [])))
         self.pit_id = self._open_pit()
         if self.pit_id is None:
-            yield from self._scroll(after_ms)
-            return
-        if self.opensearch:
-            yield from self._pages_by_time(after_ms, set((cursor or {}).get("seen", [])))
-            return
+            yield from self._scroll()
+        elif self.opensearch:
+            yield from self._pages_by_time()
+        else:
+            yield from self._pages_search_after()
+
+    def _page(self, hits: list[dict], skip: "_Edge", nbytes: int, last_page: bool) -> Page:
+        """The page's documents minus those taken before at the starting edge; moves the edge."""
+        fresh = []
+        for hit in hits:
+            ms, key = _ms((hit.get("sort") or [None])[0]), f"{hit.get('_index')}/{hit.get('_id')}"
+            if not (ms == skip.ms and key in skip.seen):
+                fresh.append(hit.get("_source", {}))
+            if ms == self._edge.ms:
+                self._edge.seen.add(key)
+            elif self._edge.ms is None or ms > self._edge.ms:
+                self._edge = _Edge(ms, {key})
+        cursor = None if last_page else {"after_ms": self._edge.ms, "seen": sorted(self._edge.seen)}
+        return Page(fresh, cursor, nbytes)
+
+    def _pages_search_after(self) -> Iterator[Page]:
+        """Point in time + search_after, sorted on time then `_shard_doc` (Elasticsearch 7.12+)."""
+        skip = _Edge(self._edge.ms, set(self._edge.seen))
         search_after = None
         while True:
             body: dict[str, Any] = {
                 "size": self.size,
-                "query": self._query(after_ms),
+                "query": self._query(skip.ms),
                 "sort": [{self.time_field: {"order": "asc", "format": "epoch_millis"}}, {"_shard_doc": "asc"}],
                 "pit": {"id": self.pit_id, "keep_alive": self.keep_alive},
                 "track_total_hits": False,
@@ -89,66 +109,51 @@ class Elasticsearch(LogStore):
             data, nbytes = self.json_call("POST", f"{self.base}/_search", json=body)
             self.pit_id = data.get("pit_id") or self.pit_id  # always use the latest id
             hits = data.get("hits", {}).get("hits", [])
-            if not hits:
-                yield Page([], None, nbytes)
-                return
-            search_after = hits[-1].get("sort")
-            if not search_after:
-                raise InputError(f"{self.label}: search response has no sort values to page on")
-            records = [hit.get("_source", {}) for hit in hits]
+            if hits:
+                search_after = hits[-1].get("sort")
+                if not search_after:
+                    raise InputError(f"{self.label}: search response has no sort values to page on")
             done = len(hits) < self.size
-            yield Page(records, None if done else {"after_ms": _ms(search_after[0])}, nbytes)
+            yield self._page(hits, skip, nbytes, done)
             if done:
                 return
 
-    def _pages_by_time(self, after_ms: int | None, seen: set[str]) -> Iterator[Page]:
-        """Point-in-time pages without a `_shard_doc` tie-breaker (OpenSearch): each query starts
-        at the last page's newest time, skipping the documents already taken at that time."""
+    def _pages_by_time(self) -> Iterator[Page]:
+        """Point in time without a `_shard_doc` tie-breaker (OpenSearch): each query starts at the
+        last page's newest time, skipping the documents already taken at that time."""
         while True:
-            body = {"size": self.size, "query": self._query(after_ms),
+            skip = _Edge(self._edge.ms, set(self._edge.seen))
+            body = {"size": self.size, "query": self._query(skip.ms),
                     "sort": [{self.time_field: {"order": "asc", "format": "epoch_millis"}}],
                     "pit": {"id": self.pit_id, "keep_alive": self.keep_alive}}
             data, nbytes = self.json_call("POST", f"{self.base}/_search", json=body)
             self.pit_id = data.get("pit_id") or self.pit_id
             hits = data.get("hits", {}).get("hits", [])
-            stamped = [(_ms((hit.get("sort") or [None])[0]), f"{hit.get('_index')}/{hit.get('_id')}", hit) for hit in hits]
-            fresh = [h.get("_source", {}) for ms, key, h in stamped if not (ms == after_ms and key in seen)]
-            if len(hits) < self.size:
-                yield Page(fresh, None, nbytes)
+            done = len(hits) < self.size
+            page = self._page(hits, skip, nbytes, done)
+            if not done and not page.records and self._edge.ms == skip.ms:
+                raise InputError(f"{self.label}: more than size={self.size} documents share one timestamp; raise size")
+            yield page
+            if done:
                 return
-            last = stamped[-1][0]
-            at_last = {key for ms, key, _ in stamped if ms == last}
-            if last == after_ms:
-                if not fresh:
-                    raise InputError(f"{self.label}: more than size={self.size} documents share one timestamp; raise size")
-                at_last |= seen
-            after_ms, seen = last, at_last
-            yield Page(fresh, {"after_ms": after_ms, "seen": sorted(seen)}, nbytes)
 
-    def _scroll(self, after_ms: int | None) -> Iterator[Page]:
+    def _scroll(self) -> Iterator[Page]:
         """Scroll pages. A scroll advances on the server even when its answer is lost, so a
-        failed scroll request is not repeated: the scroll restarts at the last page's time
-        (the overlap is deduplicated on event keys)."""
-        self._after_ms = after_ms
-        return net.resumable(self.policy, self.counter, self.label, lambda: self._scroll_from(self._after_ms))
+        failed scroll request is not repeated: the scroll restarts at the last page's edge."""
+        return net.resumable(self.policy, self.counter, self.label, self._scroll_from_edge)
 
-    def _scroll_from(self, after_ms: int | None) -> Iterator[Page]:
-        self._after_ms = after_ms
-        body = {"size": self.size, "query": self._query(after_ms),
+    def _scroll_from_edge(self) -> Iterator[Page]:
+        skip = _Edge(self._edge.ms, set(self._edge.seen))
+        body = {"size": self.size, "query": self._query(skip.ms),
                 "sort": [{self.time_field: {"order": "asc", "format": "epoch_millis"}}, "_doc"]}
         data, nbytes = self.json_call("POST", f"{self.base}/{self.index}/_search",
                                       params={"scroll": self.keep_alive}, json=body)
         while True:
             self.scroll_id = data.get("_scroll_id") or self.scroll_id
             hits = data.get("hits", {}).get("hits", [])
+            yield self._page(hits, skip, nbytes, not hits)
             if not hits:
-                yield Page([], None, nbytes)
                 return
-            last = hits[-1].get("sort") or [None]
-            if last[0] is not None:
-                self._after_ms = _ms(last[0])
-            yield Page([hit.get("_source", {}) for hit in hits],
-                       {"after_ms": self._after_ms} if self._after_ms is not None else {}, nbytes)
             data, nbytes = self.json_call("POST", f"{self.base}/_search/scroll", retry=False,
                                           json={"scroll": self.keep_alive, "scroll_id": self.scroll_id})
 
@@ -170,3 +175,9 @@ def _ms(value: Any) -> int:
         return int(float(value))
     except (TypeError, ValueError):
         raise InputError(f"time sort value {value!r} is not epoch milliseconds") from None
+
+
+@dataclass
+class _Edge:
+    ms: int | None
+    seen: set[str]
