@@ -26,6 +26,14 @@ from urllib.parse import parse_qs, urlsplit
 from camleak.timeutil import parse_ts
 
 
+def _us(stamp: str) -> int:
+    """Microseconds since the epoch: Cloud Logging compares timestamps exactly, not to the ms."""
+    from datetime import datetime, timedelta, timezone
+
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+
+
 class FakeServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -40,6 +48,7 @@ class FakeServer(ThreadingHTTPServer):
         self.loki_max_limit = 5000
         self.gcl_entries: list[dict] = []
         self.gcl_empty_first_page = True
+        self.gcl_expired_tokens: set[str] = set()
         self.faults: dict[str, list[str]] = defaultdict(list)
         self.fail_after: dict[str, int] = {}  # route -> requests served before it fails hard (HTTP 400)
         self.requests: dict[str, int] = defaultdict(int)
@@ -325,20 +334,31 @@ class Handler(BaseHTTPRequestHandler):
         high = re.search(r'timestamp<"([^"]+)"', filt)
         log_name = re.search(r'logName="([^"]+)"', filt)
         rows = [e for e in self.server.gcl_entries
-                if (not low or parse_ts(e["timestamp"]) >= parse_ts(low.group(1)))
-                and (not high or parse_ts(e["timestamp"]) < parse_ts(high.group(1)))
+                if (not low or _us(e["timestamp"]) >= _us(low.group(1)))
+                and (not high or _us(e["timestamp"]) < _us(high.group(1)))
                 and (not log_name or e.get("logName") == log_name.group(1))]
-        rows.sort(key=lambda e: parse_ts(e["timestamp"]))
+        rows.sort(key=lambda e: _us(e["timestamp"]))
         token = body.get("pageToken")
+        if token is not None and token in self.server.gcl_expired_tokens:
+            return self._send(400, json.dumps({"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                                                         "message": "page token expired"}}).encode())
+        query = hashlib.sha1(filt.encode()).hexdigest()[:8]  # a token belongs to its query
+
+        def make_token(offset: int) -> str:
+            return base64.b64encode(f"{query}:{offset}".encode()).decode()
+
         if token is None and self.server.gcl_empty_first_page:
             # The service may answer an empty page while it keeps searching.
-            return self._send(200, json.dumps({"nextPageToken": "b2Zmc2V0OjA="}).encode(), fault=fault)
+            return self._send(200, json.dumps({"nextPageToken": make_token(0)}).encode(), fault=fault)
+        if token and base64.b64decode(token).decode().split(":")[0] != query:
+            return self._send(400, json.dumps({"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                                                         "message": "page token does not match the request"}}).encode())
         offset = int(base64.b64decode(token).decode().split(":")[1]) if token else 0
         size = min(int(body.get("pageSize", 50)), 1000)
         page = rows[offset: offset + size]
         data: dict[str, Any] = {"entries": page} if page else {}
         if offset + size < len(rows):
-            data["nextPageToken"] = base64.b64encode(f"offset:{offset + size}".encode()).decode()
+            data["nextPageToken"] = make_token(offset + size)
         self._send(200, json.dumps(data).encode(), fault=fault)
 
 

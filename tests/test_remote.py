@@ -475,3 +475,23 @@ def test_a_field_map_matching_nothing_drops_the_whole_source(server, tiny_incide
     assert result.exit_code == 1 and "account_id=jsonPayload.agentUserID matched no line" in result.stderr
     with sqlite3.connect(case_path) as conn:
         assert [conn.execute(f"select count(*) from {t}").fetchone()[0] for t in ("events", "pulls", "inputs")] == [0, 0, 0]
+
+
+def test_an_expired_page_token_restarts_at_the_edge(server, tiny_incident, tmp_path):
+    spec = _load_store(server, tiny_incident, "gcl")
+    options = PullOptions(policy=FAST, field_map=tiny_incident.field_map)
+    with Case(tmp_path / "clean.db") as case:
+        pull(case, {"logs": [spec]}, options)
+    server.fail_after["gcl"] = server.requests["gcl"] + 5
+    with Case(tmp_path / "case.db") as case, pytest.raises(InputError):
+        pull(case, {"logs": [spec]}, options)
+    del server.fail_after["gcl"]
+    with sqlite3.connect(tmp_path / "case.db") as conn:
+        cursor = json.loads(conn.execute("select cursor from pulls").fetchone()[0])
+    server.gcl_expired_tokens.add(cursor["pageToken"])  # the token died while the pull was down
+    with Case(tmp_path / "case.db") as case:
+        pull(case, {"logs": [spec]}, options)
+    assert _events(tmp_path / "case.db") == _events(tmp_path / "clean.db")
+    count = "select count(*) from problems"
+    with sqlite3.connect(tmp_path / "case.db") as conn, sqlite3.connect(tmp_path / "clean.db") as clean:
+        assert conn.execute(count).fetchone()[0] == clean.execute(count).fetchone()[0]
