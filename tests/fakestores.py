@@ -260,6 +260,8 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "handled":
             return
         pit = body.get("pit", {}).get("id")
+        if fault == "expire-pit":
+            self.server.pits.discard(pit)
         if pit not in self.server.pits:
             return self._send(404, b'{"error": {"type": "search_context_missing_exception"}}')
         index = base64.b64decode(pit).decode().split(":")[1]

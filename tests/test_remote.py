@@ -495,3 +495,13 @@ def test_an_expired_page_token_restarts_at_the_edge(server, tiny_incident, tmp_p
     count = "select count(*) from problems"
     with sqlite3.connect(tmp_path / "case.db") as conn, sqlite3.connect(tmp_path / "clean.db") as clean:
         assert conn.execute(count).fetchone()[0] == clean.execute(count).fetchone()[0]
+
+
+def test_an_expired_point_in_time_is_reopened_at_the_edge(server):
+    _es_docs(server, 100)
+    server.faults["es"] = [None, None, None, "expire-pit"]  # open, two pages, then the PIT is gone
+    spec = parse_spec(f"es+{server.base}/camcloud-*?time_field=ts&size=10")
+    with httpx.Client() as http:
+        pages = list(Elasticsearch(spec, http, FAST, net.Counter()).pages(None))
+    assert [r["request_id"] for p in pages for r in p.records] == [f"r{i}" for i in range(100)]
+    assert sum(1 for p in server.paths_seen if p.endswith("/_pit?keep_alive=5m")) == 2

@@ -96,6 +96,7 @@ class Elasticsearch(LogStore):
         """Point in time + search_after, sorted on time then `_shard_doc` (Elasticsearch 7.12+)."""
         skip = _Edge(self._edge.ms, set(self._edge.seen))
         search_after = None
+        reopened = False
         while True:
             body: dict[str, Any] = {
                 "size": self.size,
@@ -106,7 +107,17 @@ class Elasticsearch(LogStore):
             }
             if search_after is not None:
                 body["search_after"] = search_after
-            data, nbytes = self.json_call("POST", f"{self.base}/_search", json=body)
+            try:
+                data, nbytes = self.json_call("POST", f"{self.base}/_search", json=body)
+            except InputError as exc:
+                if reopened or "HTTP 404" not in str(exc):
+                    raise
+                # The point in time expired (a long pause, a node restart): open a new one and
+                # carry on from the edge; `_shard_doc` values do not carry across PITs.
+                self.pit_id, reopened = self._open_pit(), True
+                skip, search_after = _Edge(self._edge.ms, set(self._edge.seen)), None
+                continue
+            reopened = False
             self.pit_id = data.get("pit_id") or self.pit_id  # always use the latest id
             hits = data.get("hits", {}).get("hits", [])
             if hits:
