@@ -53,6 +53,7 @@ class FakeServer(ThreadingHTTPServer):
         self.fail_after: dict[str, int] = {}  # route -> requests served before it fails hard (HTTP 400)
         self.requests: dict[str, int] = defaultdict(int)
         self.inflight = 0
+        self.meet: threading.Barrier | None = None
         self.max_inflight = 0  # most file requests served at once
         self.headers_seen: list[dict[str, str]] = []
         self.paths_seen: list[str] = []
@@ -193,6 +194,11 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.inflight += 1
             self.server.max_inflight = max(self.server.max_inflight, self.server.inflight)
+        if self.server.meet is not None:  # the first `meet.parties` file requests wait for each other
+            try:
+                self.server.meet.wait(timeout=20)
+            except threading.BrokenBarrierError:
+                pass
         try:
             self._file_body(name, data)
         finally:
