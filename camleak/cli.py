@@ -29,8 +29,7 @@ from .casefile import Case, create_private_file
 from .errors import CamleakError, InputError
 from .logparse import FieldMapError, parse_field_map
 from .report import build_report, dumps, iter_snapshot_export
-from .remote.download import DEFAULT_MAX_BYTES
-from .remote.pull import has_remote, render_summaries
+from .remote import DEFAULT_MAX_BYTES, is_remote
 from .summary import render_score, render_summary
 
 class ReportFormat(str, Enum):
@@ -73,6 +72,8 @@ WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Pro
 ScopeOpt = Annotated[AccessScope, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
 FailOpt = Annotated[bool, typer.Option("--fail-on-exposure", help="Exit with code 3 when exposures are found.")]
 FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable).")]
+
+
 def _check_sha256(values: list[str] | None) -> list[str] | None:
     for item in values or []:
         name, sep, digest = item.rpartition("=")
@@ -188,9 +189,10 @@ def triage(
     field_map = parse_field_map(field)
     sources = {"devices": devices, "logs": logs, "snapshots": snapshots, "references": references or []}
     with _open_case(case, create=True) as c:
-        if any(has_remote(v) for v in sources.values()):
+        if any(is_remote(s) for items in sources.values() for s in items):
             sources, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
             if not quiet and stderr.is_terminal:
+                from .remote.pull import render_summaries
                 render_summaries(pulled, stderr)
         inputs = pipeline.TriageInputs(field_map=field_map, **sources)
         pipeline.triage(c, inputs, settings, _rich_progress)
@@ -243,10 +245,12 @@ def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Ar
 
 def _pull(c: Case, sources: dict, field_map: dict, sha256: list[str] | None, max_bytes: int, concurrency: int,
           retries: int, backoff: float) -> tuple[dict, list]:
+    """Pull the remote sources (recorded as a `pull` run, credentials stripped); returns the
+    sources with files downloaded and log stores already in the case, and the summaries."""
     from .remote.net import RetryPolicy
     from .remote.pull import PullOptions, pull
-    checksums = {}
     from .remote.spec import redact_url
+    checksums = {}
     for item in sha256 or []:
         name, _, digest = item.rpartition("=")
         checksums[redact_url(name) if "://" in name else name] = digest.strip().lower()
@@ -284,6 +288,7 @@ def pull_cmd(
         local, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
         ingested = pipeline.run_ingest(c, pipeline.TriageInputs(field_map=field_map, **local), _rich_progress)
         if stderr.is_terminal:
+            from .remote.pull import render_summaries
             render_summaries(pulled, stderr)
         stdout.print(json.dumps({"sources": [s.as_dict() for s in pulled], "ingest": ingested}, sort_keys=True),
                      highlight=False, soft_wrap=True)

@@ -7,4 +7,6 @@ credentials and its retry policy; `download` streams files (resumable, checksumm
 
 from .spec import SourceSpec, is_remote, parse_spec, redact_url
 
-__all__ = ["SourceSpec", "is_remote", "parse_spec", "redact_url"]
+DEFAULT_MAX_BYTES = 64 << 30  # a remote file larger than this needs --max-bytes
+
+__all__ = ["DEFAULT_MAX_BYTES", "SourceSpec", "is_remote", "parse_spec", "redact_url"]

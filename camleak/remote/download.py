@@ -22,11 +22,10 @@ import httpx
 
 from ..casefile import sha256_file
 from ..errors import InputError
-from . import net
+from . import DEFAULT_MAX_BYTES, net
 from .spec import SourceSpec, file_name
 
 CHUNK = 1 << 16
-DEFAULT_MAX_BYTES = 64 << 30
 
 
 @dataclass

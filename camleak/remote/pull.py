@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import httpx
 
@@ -26,7 +26,8 @@ from ..casefile import Case, sha256_file, utcnow
 from ..errors import InputError
 from . import net
 from .clickhouse import ClickHouse
-from .download import DEFAULT_MAX_BYTES, Downloaded, download, evidence_dir
+from . import DEFAULT_MAX_BYTES
+from .download import Downloaded, download, evidence_dir
 from .es import Elasticsearch
 from .gcl import CloudLogging
 from .loki import Loki
@@ -71,10 +72,6 @@ class SourceSummary:
         data = dict(self.__dict__)
         data["seconds"] = round(self.seconds, 3)
         return {k: v for k, v in data.items() if v is not None}
-
-
-def has_remote(sources: Iterable[Any]) -> bool:
-    return any(is_remote(s) for s in sources)
 
 
 def pull(case: Case, sources: dict[str, Sequence[str | Path]], options: PullOptions | None = None,
