@@ -181,6 +181,30 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         },
         ("recipient_account", "source_device"),
     ),
+    # Remote sources (camleak.remote.pull): one row per (role, source), the source recorded with
+    # credentials and signatures stripped; `cursor` is where a log-store pull resumes.
+    "pulls": (
+        {
+            "id": int,
+            "role": str,
+            "source": str,
+            "kind": str,
+            "input_id": int,
+            "path": str,
+            "sha256": str,
+            "cursor": str,
+            "records": int,
+            "status": str,
+            "pages": int,
+            "events": int,
+            "bytes": int,
+            "retries": int,
+            "started": str,
+            "finished": str,
+            "error": str,
+        },
+        "id",
+    ),
 }
 
 INDEXES = [

@@ -29,6 +29,7 @@ from .casefile import Case, create_private_file
 from .errors import CamleakError, InputError
 from .logparse import FieldMapError, parse_field_map
 from .report import build_report, dumps, iter_snapshot_export
+from .remote import DEFAULT_MAX_BYTES, is_remote
 from .summary import render_score, render_summary
 
 class ReportFormat(str, Enum):
@@ -74,6 +75,21 @@ WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Pro
 ScopeOpt = Annotated[AccessScope, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
 FailOpt = Annotated[bool, typer.Option("--fail-on-exposure", help="Exit with code 3 when exposures are found.")]
 FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable).")]
+
+
+def _check_sha256(values: list[str] | None) -> list[str] | None:
+    for item in values or []:
+        name, sep, digest = item.rpartition("=")
+        if not sep or not name or len(digest.strip()) != 64:
+            raise typer.BadParameter(f"{item!r}: expected URL=HEX or FILENAME=HEX (64 hex digits)")
+    return values
+
+
+Sha256Opt = Annotated[Optional[list[str]], typer.Option("--sha256", callback=_check_sha256, help="Expected checksum of a remote file: URL=HEX or FILENAME=HEX (repeatable; a .sha256 sidecar is used when present).")]
+MaxBytesOpt = Annotated[int, typer.Option("--max-bytes", min=1, help="Refuse a remote file larger than this many bytes.")]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, max=32, help="Remote files downloaded at once.")]
+RetriesOpt = Annotated[int, typer.Option("--retries", min=1, max=100, help="Attempts per remote request (connection errors, timeouts, 429, 5xx).")]
+BackoffOpt = Annotated[float, typer.Option("--backoff", min=0.0, max=60.0, help="First retry wait in seconds; doubles with jitter, honours Retry-After.")]
 
 
 def _version(value: bool) -> None:
@@ -156,21 +172,32 @@ def _finish(case: Case, fail_on_exposure: bool, quiet: bool = False) -> None:
 @handle_errors
 def triage(
     case: CaseOpt,
-    devices: Annotated[list[Path], typer.Option("--devices", help="Device registry: CSV or JSON lines file, or a folder of them.")],
-    logs: Annotated[list[Path], typer.Option("--logs", help="Delivery log export (JSON lines, .gz, .zst, CSV) or a folder of parts (repeatable).")],
-    snapshots: Annotated[list[Path], typer.Option("--snapshots", help="Snapshot archive (.tar, .tar.gz, .tgz, .tar.zst, .zip) or folder (repeatable).")],
-    references: Annotated[Optional[list[Path]], typer.Option("--references", help="Reference frames known to come from a device: <device_id>/image layout or manifest (repeatable).")] = None,
+    devices: Annotated[list[str], typer.Option("--devices", help="Device registry: CSV or JSON lines file, a folder of them, or an http(s) URL.")],
+    logs: Annotated[list[str], typer.Option("--logs", help="Delivery log export (JSON lines, .gz, .zst, CSV), a folder of parts, an http(s) URL or a log-store spec (es+, opensearch+, loki+, gcl+, clickhouse+; repeatable).")],
+    snapshots: Annotated[list[str], typer.Option("--snapshots", help="Snapshot archive (.tar, .tar.gz, .tgz, .tar.zst, .zip), folder or http(s) URL (repeatable).")],
+    references: Annotated[Optional[list[str]], typer.Option("--references", help="Reference frames known to come from a device: <device_id>/image layout or manifest; a path or http(s) URL (repeatable).")] = None,
     field: FieldOpt = None,
     workers: WorkersOpt = None,
     access_scope: ScopeOpt = AccessScope.home,
     fail_on_exposure: FailOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    sha256: Sha256Opt = None,
+    max_bytes: MaxBytesOpt = DEFAULT_MAX_BYTES,
+    concurrency: ConcurrencyOpt = 4,
+    retries: RetriesOpt = 6,
+    backoff: BackoffOpt = 0.5,
 ) -> None:
-    """Run every stage on the given inputs and print the summary."""
+    """Run every stage on the given inputs and print the summary. Remote inputs are pulled first."""
     settings = _settings(workers, access_scope)
-    inputs = pipeline.TriageInputs(devices=devices, logs=logs, snapshots=snapshots, references=references or [],
-                                   field_map=parse_field_map(field))
+    field_map = parse_field_map(field)
+    sources = {"devices": devices, "logs": logs, "snapshots": snapshots, "references": references or []}
     with _open_case(case, create=True) as c:
+        if any(is_remote(s) for items in sources.values() for s in items):
+            sources, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
+            if not quiet and stderr.is_terminal:
+                from .remote.pull import render_summaries
+                render_summaries(pulled, stderr)
+        inputs = pipeline.TriageInputs(field_map=field_map, **sources)
         pipeline.triage(c, inputs, settings, _rich_progress)
         _finish(c, fail_on_exposure, quiet)
 
@@ -217,6 +244,62 @@ def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Ar
         with _rich_progress("Reading reference frames") as (advance, _):
             run.update(ingest_references(c, sources, advance).as_dict())
         stdout.print(json.dumps(run, sort_keys=True))
+
+
+def _pull(c: Case, sources: dict, field_map: dict, sha256: list[str] | None, max_bytes: int, concurrency: int,
+          retries: int, backoff: float) -> tuple[dict, list]:
+    """Pull the remote sources (recorded as a `pull` run, credentials stripped); returns the
+    sources with files downloaded and log stores already in the case, and the summaries."""
+    from .remote.net import RetryPolicy
+    from .remote.pull import PullOptions, pull
+    from .remote.spec import redact_url
+    checksums = {}
+    for item in sha256 or []:
+        name, _, digest = item.rpartition("=")
+        checksums[redact_url(name) if "://" in name else name] = digest.strip().lower()
+    options = PullOptions(policy=RetryPolicy(attempts=retries, backoff=backoff), max_bytes=max_bytes,
+                          checksums=checksums, concurrency=concurrency, field_map=field_map)
+    labels = {role: [_label(str(s)) for s in items] for role, items in sources.items()}
+    with c.run("pull", {"sources": labels, "field_map": field_map}) as run:
+        local, pulled = pull(c, sources, options, show_progress=stderr.is_terminal)
+        run["sources"] = [s.as_dict() for s in pulled]
+    return local, pulled
+
+
+@app.command("pull")
+@handle_errors
+def pull_cmd(
+    case: CaseOpt,
+    devices: Annotated[Optional[list[str]], typer.Option("--devices", help="Device registry: http(s) URL or local path (repeatable).")] = None,
+    logs: Annotated[Optional[list[str]], typer.Option("--logs", help="Delivery logs: http(s) URL, log-store spec (es+, opensearch+, loki+, gcl+, clickhouse+) or local path (repeatable).")] = None,
+    snapshots: Annotated[Optional[list[str]], typer.Option("--snapshots", help="Snapshot archive: http(s) URL or local path (repeatable).")] = None,
+    references: Annotated[Optional[list[str]], typer.Option("--references", help="Reference archive: http(s) URL or local path (repeatable).")] = None,
+    field: FieldOpt = None,
+    sha256: Sha256Opt = None,
+    max_bytes: MaxBytesOpt = DEFAULT_MAX_BYTES,
+    concurrency: ConcurrencyOpt = 4,
+    retries: RetriesOpt = 6,
+    backoff: BackoffOpt = 0.5,
+) -> None:
+    """Fetch remote inputs into the case (files to its evidence folder, log stores as events) and ingest them; rerun to resume, a finished source adds nothing."""
+    field_map = parse_field_map(field)
+    sources = {"devices": devices or [], "logs": logs or [], "snapshots": snapshots or [], "references": references or []}
+    if not any(sources.values()):
+        stderr.print("[bold red]usage error:[/] give at least one of --devices, --logs, --snapshots, --references")
+        raise typer.Exit(2)
+    with _open_case(case, create=True) as c:
+        local, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
+        ingested = pipeline.run_ingest(c, pipeline.TriageInputs(field_map=field_map, **local), _rich_progress)
+        if stderr.is_terminal:
+            from .remote.pull import render_summaries
+            render_summaries(pulled, stderr)
+        stdout.print(json.dumps({"sources": [s.as_dict() for s in pulled], "ingest": ingested}, sort_keys=True),
+                     highlight=False, soft_wrap=True)
+
+
+def _label(source: str) -> str:
+    from .remote.spec import is_remote, parse_spec
+    return parse_spec(source).label if is_remote(source) else source
 
 
 @app.command()
