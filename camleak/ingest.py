@@ -12,6 +12,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
@@ -53,7 +55,8 @@ class IngestStats:
 def _guarded(case: Case, kind: str, path: Path, body: Callable[[int], tuple[int, int, int]]) -> IngestStats:
     """Run `body(input_id)` for a new input; undo its rows if it fails."""
     stats = IngestStats(files=1)
-    record = case.record_input(kind, path, sha256_file(path) if path.is_file() else _dir_digest(path), _size(path))
+    digest = sha256_file(path) if path.is_file() else _dir_digest(path, case.path)
+    record = case.record_input(kind, path, digest, _size(path, case.path))
     if not record.is_new:
         return stats
     stats.new_files = 1
@@ -67,17 +70,22 @@ def _guarded(case: Case, kind: str, path: Path, body: Callable[[int], tuple[int,
     return stats
 
 
-def _size(path: Path) -> int:
+def _size(path: Path, case_path: Path | None = None) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in _dir_files(path, case_path))
 
 
-def _dir_digest(root: Path) -> str:
-    """A folder's identity: names and contents of every file in it."""
+def _dir_files(root: Path, case_path: Path | None) -> list[Path]:
+    """Regular files under a folder, links not followed, the case file (and its WAL) left out."""
+    return [path for _, path, info in archives.walk_dir(root, case_path) if info is not None and stat.S_ISREG(info.st_mode)]
+
+
+def _dir_digest(root: Path, case_path: Path | None = None) -> str:
+    """A folder's identity: names and contents of every file in it (not the case file's own)."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+    for file in _dir_files(root, case_path):
+        digest.update(os.fsencode(file.relative_to(root).as_posix()) + b"\0")
         digest.update(sha256_file(file).encode())
     return digest.hexdigest()
 
@@ -312,7 +320,19 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
     manifest: dict[str, dict] = {}
     pending: list[dict[str, Any]] = []
     skipped = 0
-    for member in archives.iter_members(path):
+
+    def problem(kind: str, message: str, member: str | None) -> None:
+        case.add_problem("ingest", kind, message, input_id=input_id, path=str(path), member=member or None)
+
+    for member in archives.iter_members(path, exclude=case.path):
+        if member.skipped:
+            skipped += 1
+            where = f"{path}!{member.name}" if member.name else str(path)
+            problem(member.problem, f"{where}: {member.reason}, skipped", member.name)
+            continue
+        unsafe = archives.unsafe_path(member.name)
+        if unsafe:
+            problem("unsafe_member_path", f"{path}!{member.name}: {unsafe}; read in memory only, never extracted", member.name)
         if archives.is_manifest(member.name):
             rows, bad = archives.parse_manifest(member.data, f"{path}!{member.name}")
             manifest.update(rows)
@@ -321,20 +341,26 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
                 case.add_problem("ingest", "malformed_manifest_line", message, input_id=input_id,
                                  path=str(path), member=member.name, line=line)
             continue
-        reason = None
-        if not member.data:
-            reason = "empty file"
-        elif archives.image_kind(member.data) is None:
-            reason = "not an image"
-        if reason:
+        try:
+            data = member.data
+        except OSError as exc:
             skipped += 1
-            case.add_problem("ingest", "not_an_image", f"{path}!{member.name}: {reason}, skipped",
-                             input_id=input_id, path=str(path), member=member.name)
+            problem("unreadable_member", f"{path}!{member.name}: unreadable ({exc}), skipped", member.name)
             continue
+        reason = _not_an_image(data)
+        if reason:
+            if PurePosixPath(member.name).suffix.lower() in archives.IMAGE_SUFFIXES:
+                # Named like an image: keep it as a frame, so the fingerprint stage records it as
+                # undecodable and the deliveries of its key are reported as unattributed, with why.
+                problem("not_an_image", f"{path}!{member.name}: {reason}; kept as an undecodable frame", member.name)
+            else:
+                skipped += 1
+                problem("not_an_image", f"{path}!{member.name}: {reason}, skipped", member.name)
+                continue
         pending.append({
             "member": member.name,
-            "size": len(member.data),
-            "sha256": hashlib.sha256(member.data).hexdigest(),
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
         })
         if progress:
             progress(1)
@@ -377,6 +403,19 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
         items += 1
     case.table("frames").insert_all(rows, batch_size=BATCH)
     return items, duplicates, skipped
+
+
+def _not_an_image(data: bytes) -> str | None:
+    """Why a member's bytes are not an image, or None when its magic bytes say it is one."""
+    if not data:
+        return "empty file"
+    if archives.image_kind(data) is not None:
+        return None
+    nested = archives.archive_magic(data)
+    if nested:
+        return (f"an archive ({nested}) inside the archive; nested archives are not opened: unpack it and give "
+                "it as an input of its own")
+    return "not an image"
 
 
 def _parent_folder(name: str) -> str | None:

@@ -66,15 +66,67 @@ def compression_of(path: Path) -> str | None:
 
 
 def open_decompressed(path: Path) -> IO[bytes]:
-    """A binary stream of the file's content, decompressing gzip or zstd transparently."""
+    """A binary stream of the file's content, decompressing gzip or zstd transparently.
+
+    Both decompressors raise EOFError when the compressed stream stops before its end, so a
+    truncated export is noticed (and what decoded before the cut can be kept).
+    """
     kind = compression_of(path)
     raw = open(path, "rb")
     if kind == "gzip":
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     if kind == "zstd":
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        return io.BufferedReader(reader)  # type: ignore[arg-type]
+        return io.BufferedReader(ZstdReader(raw))
     return raw
+
+
+class ZstdReader(io.RawIOBase):
+    """Zstandard frames, one after another, that raises EOFError on a frame cut short.
+
+    zstandard's own stream_reader returns a short read without complaint when the source ends
+    mid-frame, which would silently turn a truncated export into a shorter one.
+    """
+
+    def __init__(self, raw: IO[bytes], chunk: int = 1 << 16):
+        self._raw = raw
+        self._chunk = chunk
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._frame = self._decompressor.decompressobj()
+        self._started = False  # bytes of the current frame have been fed
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while not self._pending:
+            block = self._raw.read(self._chunk)
+            if not block:
+                if self._started and not self._frame.eof:
+                    raise EOFError("zstd stream ended before the end of its frame")
+                return 0
+            self._feed(block)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _feed(self, block: bytes) -> None:
+        while block:
+            self._started = True
+            try:
+                self._pending += self._frame.decompress(block)
+            except zstandard.ZstdError as exc:
+                raise OSError(f"damaged zstd stream ({exc})") from exc
+            if not self._frame.eof:
+                return
+            block = self._frame.unused_data
+            self._frame = self._decompressor.decompressobj()
+            self._started = False
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def logical_name(path: Path) -> str:
