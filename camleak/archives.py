@@ -6,7 +6,6 @@ once, front to back; zip archives are read member by member from their central d
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
@@ -21,7 +20,7 @@ from typing import Callable, Iterator
 import zstandard
 
 from .errors import InputError
-from .sources import ZstdReader, compression_of, is_case_file
+from .sources import DecompressReader, compression_of, is_case_file
 
 MANIFEST_NAME = "manifest.jsonl"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -215,33 +214,41 @@ def _iter_zip(path: Path, limits: ArchiveLimits) -> Iterator[Member]:
     except _ZIP_ERRORS as exc:
         raise InputError(f"{path}: unreadable zip archive, central directory damaged? ({exc})") from exc
     with archive:
-        infos = archive.infolist()
-        _check_expansion(path, sum(i.file_size for i in infos if i.file_size <= limits.max_member_bytes), limits)
-        for info in infos:
+        checked: list[tuple[zipfile.ZipInfo, Member | None]] = [(info, _zip_refusal(info, limits)) for info in archive.infolist()]
+        _check_expansion(path, sum(info.file_size for info, refused in checked if refused is None), limits)
+        for info, refused in checked:
             if info.is_dir():
                 continue
-            name = clean_name(info.filename)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                yield Member(name, problem="link_member", reason="symbolic link, not followed")
-                continue
-            if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
-                yield Member(name, problem="special_member", reason="not a regular file (device, FIFO or socket)")
-                continue
-            if info.file_size > limits.max_member_bytes:
-                yield Member(name, problem="member_too_large",
-                             reason=f"declares {info.file_size // MiB} MiB, over the {limits.max_member_bytes // MiB} MiB limit for one image")
-                continue
-            if info.file_size > limits.ratio_floor and info.file_size > limits.max_ratio * max(1, info.compress_size):
-                yield Member(name, problem="member_too_large",
-                             reason=f"expands {info.file_size / max(1, info.compress_size):.0f} times; refused as a likely zip bomb")
+            if refused is not None:
+                yield refused
                 continue
             try:
                 data = archive.read(info)  # never more than the declared size
             except _ZIP_ERRORS as exc:
-                yield Member(name, problem="unreadable_member", reason=f"unreadable ({type(exc).__name__}: {exc})"[:300])
+                yield Member(clean_name(info.filename), problem="unreadable_member",
+                             reason=f"unreadable ({type(exc).__name__}: {exc})"[:300])
                 continue
-            yield Member(name, data)
+            yield Member(clean_name(info.filename), data)
+
+
+def _zip_refusal(info: zipfile.ZipInfo, limits: ArchiveLimits) -> Member | None:
+    """A skipped member for a zip entry that must not be read (its header says so), else None."""
+    name = clean_name(info.filename)
+    mode = info.external_attr >> 16
+    if info.is_dir():
+        return None
+    if stat.S_ISLNK(mode):
+        return Member(name, problem="link_member", reason="symbolic link, not followed")
+    if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+        return Member(name, problem="special_member", reason="not a regular file (device, FIFO or socket)")
+    if info.file_size > limits.max_member_bytes:
+        return Member(name, problem="member_too_large",
+                      reason=f"declares {info.file_size // MiB} MiB, over the {limits.max_member_bytes // MiB} MiB limit for one image")
+    if info.file_size > limits.ratio_floor and info.file_size > limits.max_ratio * max(1, info.compress_size):
+        return Member(name, problem="member_too_large",
+                      reason=f"expands {info.file_size / max(1, info.compress_size):.0f} times its compressed size "
+                             f"(limit {limits.max_ratio:g}x); refused as a likely zip bomb")
+    return None
 
 
 _TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, zstandard.ZstdError, ValueError)
@@ -252,25 +259,28 @@ def _iter_tar(path: Path, limits: ArchiveLimits) -> Iterator[Member]:
     raw = open(path, "rb")
     try:
         compression = compression_of(path)
+        # Our own decompressor notices a cut or damaged stream (tarfile's would end quietly)
+        # and still hands out every byte that decoded before it.
+        stream = DecompressReader(raw, compression, strict=False) if compression else None
         try:
-            if compression == "zstd":
-                archive = tarfile.open(fileobj=io.BufferedReader(ZstdReader(raw)), mode="r|")
-            elif compression == "gzip":
-                # gzip's own reader raises EOFError on a cut stream; tarfile's would end quietly.
-                archive = tarfile.open(fileobj=gzip.GzipFile(fileobj=raw), mode="r|")
+            if stream is not None:
+                archive = tarfile.open(fileobj=stream, mode="r|")
             else:
                 archive = tarfile.open(fileobj=raw, mode="r|*")
         except _TAR_ERRORS as exc:
-            raise InputError(f"{path}: unreadable tar archive ({exc})") from exc
+            cause = f"; the stream itself: {stream.error}" if stream is not None and stream.error else ""
+            raise InputError(f"{path}: unreadable tar archive ({exc}{cause})") from exc
         with archive:
             last = "the start"
             while True:
                 try:
                     info = archive.next()
                 except _TAR_ERRORS as exc:
-                    yield _cut(path, last, exc)
+                    yield _cut(path, last, stream.error if stream is not None and stream.error else exc)
                     return
                 if info is None:
+                    if stream is not None and stream.error is not None:
+                        yield _cut(path, last, stream.error)
                     return
                 name = clean_name(info.name)
                 last = repr(name)
@@ -292,7 +302,7 @@ def _iter_tar(path: Path, limits: ArchiveLimits) -> Iterator[Member]:
                     fh = archive.extractfile(info)
                     data = fh.read() if fh is not None else b""
                 except _TAR_ERRORS as exc:
-                    yield _cut(path, f"inside {name!r}", exc)
+                    yield _cut(path, f"inside {name!r}", stream.error if stream is not None and stream.error else exc)
                     return
                 yield Member(name, data)
     finally:

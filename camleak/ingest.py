@@ -305,7 +305,7 @@ def _archive_sources(sources: Iterable[str | Path], what: str) -> list[Path]:
             if inner:
                 paths.extend(inner)
                 continue
-            if not any(p.is_file() for p in path.rglob("*")):
+            if not archives.walk_dir(path):
                 raise InputError(f"{path}: {what} folder is empty")
         paths.append(path)
     return paths

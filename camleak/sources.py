@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from pathlib import Path
 from typing import IO, Iterable
 
@@ -76,53 +77,81 @@ def open_decompressed(path: Path) -> IO[bytes]:
     if kind == "gzip":
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     if kind == "zstd":
-        return io.BufferedReader(ZstdReader(raw))
+        return io.BufferedReader(DecompressReader(raw, "zstd"))
     return raw
 
 
-class ZstdReader(io.RawIOBase):
-    """Zstandard frames, one after another, that raises EOFError on a frame cut short.
+class DecompressReader(io.RawIOBase):
+    """gzip or zstd members one after another, that notices a stream cut short or damaged.
 
-    zstandard's own stream_reader returns a short read without complaint when the source ends
-    mid-frame, which would silently turn a truncated export into a shorter one.
+    zstandard's stream_reader returns a short read without complaint when its source ends
+    mid-frame, and a buffered reader loses the bytes it had gathered when the decompressor raises
+    part-way through a read. This reader hands out everything that decoded first; then, with
+    `strict`, raises EOFError/OSError, otherwise reports end of data and keeps the cause in
+    `error`, so a tar reader sees a short member and the caller can say where the stream ended.
+    Output per step is bounded, so a bomb cannot balloon memory before a size check runs.
     """
 
-    def __init__(self, raw: IO[bytes], chunk: int = 1 << 16):
+    def __init__(self, raw: IO[bytes], kind: str, *, strict: bool = True):
         self._raw = raw
-        self._chunk = chunk
-        self._decompressor = zstandard.ZstdDecompressor()
-        self._frame = self._decompressor.decompressobj()
-        self._started = False  # bytes of the current frame have been fed
-        self._pending = b""
+        self.kind = kind
+        self._strict = strict
+        self._chunk = 1 << 16 if kind == "gzip" else 1 << 11
+        self._zstd = zstandard.ZstdDecompressor() if kind == "zstd" else None
+        self._frame = self._new_frame()
+        self._started = False  # bytes of the current member or frame have been fed
+        self._tail = b""  # compressed bytes not yet fed
+        self._out = b""
+        self._pos = 0
+        self.error: BaseException | None = None
+
+    def _new_frame(self):
+        if self._zstd is not None:
+            return self._zstd.decompressobj()
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        while not self._pending:
-            block = self._raw.read(self._chunk)
+        while self._pos >= len(self._out):
+            if self.error is not None:
+                return 0
+            block = self._tail or self._raw.read(self._chunk)
+            self._tail = b""
             if not block:
                 if self._started and not self._frame.eof:
-                    raise EOFError("zstd stream ended before the end of its frame")
+                    return self._fail(EOFError(f"{self.kind} stream ended before its end (truncated?)"))
                 return 0
-            self._feed(block)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
+            try:
+                self._feed(block)
+            except (zlib.error, zstandard.ZstdError) as exc:
+                return self._fail(OSError(f"damaged {self.kind} stream ({exc})"))
+        size = min(len(buffer), len(self._out) - self._pos)
+        buffer[:size] = self._out[self._pos : self._pos + size]
+        self._pos += size
         return size
 
     def _feed(self, block: bytes) -> None:
-        while block:
-            self._started = True
-            try:
-                self._pending += self._frame.decompress(block)
-            except zstandard.ZstdError as exc:
-                raise OSError(f"damaged zstd stream ({exc})") from exc
-            if not self._frame.eof:
-                return
-            block = self._frame.unused_data
-            self._frame = self._decompressor.decompressobj()
+        if not self._started and not block.strip(b"\0"):
+            return  # zero padding after the last member, as gzip itself allows
+        self._started = True
+        if self._zstd is None:
+            self._out = self._frame.decompress(block, 1 << 22)
+            self._tail = self._frame.unconsumed_tail
+        else:
+            self._out = self._frame.decompress(block)
+        self._pos = 0
+        if self._frame.eof:
+            self._tail = self._frame.unused_data + self._tail
+            self._frame = self._new_frame()
             self._started = False
+
+    def _fail(self, exc: BaseException) -> int:
+        self.error = exc
+        if self._strict:
+            raise exc
+        return 0
 
     def close(self) -> None:
         self._raw.close()
