@@ -1,0 +1,129 @@
+"""Hardening for image decoding: what a hostile or broken snapshot may not do to a run.
+
+The fingerprint stage calls three things from here: `open_image` (refuse bombs before a
+pixel is decoded, repair PNG checksums, pick the first frame of an animation), `to_grey`
+(apply EXIF orientation, bring CMYK, 16-bit, float, palette and alpha images to 8-bit grey
+without clipping them flat), and `reason` (one clear sentence for why a frame was not used,
+which ends up in the case file and in the report's `unattributed`).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import PIL
+from PIL import Image, ImageOps
+
+# A frame from a camera is a few megapixels; 64 MP leaves room for stills from any real camera
+# while refusing a file that declares, say, 100000 x 100000 pixels in a few hundred bytes.
+MAX_PIXELS = 64_000_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class ImageRefused(ValueError):
+    """An image camleak will not decode; the message is the reason recorded for the frame."""
+
+
+def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open (not decode) an image, refusing what must not be decoded."""
+    if not data:
+        raise ImageRefused("empty file (0 bytes)")
+    if data.startswith(PNG_SIGNATURE):
+        data = repair_png_checksums(data)
+    with warnings.catch_warnings():
+        # Pillow only warns between its limit and twice it; the explicit check below refuses.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": noise, not a failure
+        image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageRefused(f"declares an empty size ({width} x {height} pixels)")
+    if width * height > max_pixels:
+        raise ImageRefused(
+            f"declares {width} x {height} pixels ({width * height / 1e6:.0f} MP), over the "
+            f"{max_pixels / 1e6:.0f} MP limit: refused as a likely decompression bomb"
+        )
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)  # an animation: its first frame stands for it
+    return image
+
+
+def repair_png_checksums(data: bytes) -> bytes:
+    """The PNG with every chunk CRC recomputed, or the bytes unchanged when all were right.
+
+    A wrong CRC says some byte changed, not that the pixels are unusable: zlib still checks the
+    image data itself, so a frame whose only damage is a checksum is read rather than lost.
+    """
+    out = bytearray(data)
+    pos, changed = len(PNG_SIGNATURE), False
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            break  # a truncated chunk: the decoder reports it
+        crc = zlib.crc32(data[pos + 4 : end]) & 0xFFFFFFFF
+        if data[end : end + 4] != struct.pack(">I", crc):
+            out[end : end + 4] = struct.pack(">I", crc)
+            changed = True
+        if data[pos + 4 : pos + 8] == b"IEND":
+            break
+        pos = end + 4
+    return bytes(out) if changed else data
+
+
+def to_grey(image: Image.Image) -> Image.Image:
+    """8-bit grey, upright: EXIF orientation applied, high bit depths scaled, not clipped."""
+    try:
+        upright = ImageOps.exif_transpose(image)
+        if upright is not None:
+            image = upright
+    except Exception:  # broken EXIF costs the orientation, not the frame
+        pass
+    mode = image.mode
+    if mode == "L":
+        return image
+    if mode.startswith("I") or mode == "F":
+        return _scaled_grey(image)
+    if mode in ("1", "P", "PA", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"):
+        via = {"CMYK": "RGB", "YCbCr": "RGB", "PA": "RGBA"}.get(mode)
+        return (image.convert(via) if via else image).convert("L")
+    try:
+        return image.convert("RGB").convert("L")
+    except (ValueError, OSError) as exc:
+        raise ImageRefused(f"unsupported colour mode {mode!r}") from exc
+
+
+def _scaled_grey(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float images: scale to 0-255 by their range instead of clipping at 255."""
+    pixels = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or (pixels.size and pixels.max() > 255 and pixels.max() <= 65535):
+        pixels = pixels / 257.0
+    elif pixels.size and (pixels.max() > 255 or pixels.min() < 0):
+        low, high = float(pixels.min()), float(pixels.max())
+        pixels = (pixels - low) * (255.0 / (high - low or 1.0))
+    elif image.mode == "F" and pixels.size and pixels.max() <= 1.0:
+        pixels = pixels * 255.0
+    pixels = np.nan_to_num(pixels, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
+
+
+def reason(exc: BaseException) -> str | None:
+    """A clear reason for a decode failure that needs one, or None for the caller's default."""
+    if isinstance(exc, ImageRefused):
+        return str(exc)
+    if isinstance(exc, PIL.UnidentifiedImageError):
+        return "not a recognisable image"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"declared dimensions too large: refused as a likely decompression bomb ({exc})"[:200]
+    if isinstance(exc, MemoryError):
+        return "too large to decode in memory"
+    text = str(exc)
+    if "truncated" in text or isinstance(exc, EOFError):
+        return f"image data ends early ({text or type(exc).__name__})"
+    if isinstance(exc, SyntaxError):
+        return f"malformed image ({text})"[:200]
+    return None
