@@ -210,6 +210,15 @@ def create_private_file(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+def _printable(text: str) -> str:
+    """Text SQLite can store: bytes that were not UTF-8 (surrogate escapes) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @dataclass
 class InputRecord:
     id: int
@@ -337,8 +346,8 @@ class Case:
                 "line": line,
                 "member": member,
                 "kind": kind,
-                "message": message,
-                "raw": raw[:500] if raw else raw,
+                "message": _printable(message),
+                "raw": _printable(raw[:500]) if raw else raw,
             }
         )
 

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import stat
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
@@ -105,23 +106,35 @@ def ingest_devices(case: Case, sources: Iterable[str | Path]) -> IngestStats:
 
 
 def _registry_rows(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line, row, error) for each registry row. A registry cut short is refused whole: a device
+    missing from it would turn its owner's own views into apparent exposures."""
+    try:
+        yield from _registry_rows_of(path)
+    except (OSError, EOFError, zlib.error, csv.Error) as exc:
+        raise InputError(f"{path}: device registry unreadable or cut short ({exc}); refusing a partial registry") from exc
+
+
+def _registry_rows_of(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, str | None]]:
     with open_decompressed(path) as stream:
         head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
         fmt = logparse.detect_format(logical_name(path), head)
         if fmt is None:
             raise InputError(f"{path}: unknown registry format (expected CSV or JSON lines)")
         if fmt == "jsonl":
-            for number, raw in enumerate(stream, start=1):
+            for number, raw in logparse.read_lines(stream):
+                if raw is None:
+                    yield number, None, "line too long"
+                    continue
                 if not raw.strip():
                     continue
                 try:
                     row = json.loads(raw.decode("utf-8-sig"))
-                except (ValueError, UnicodeDecodeError) as exc:
-                    yield number, None, f"not JSON ({exc})"
+                except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                    yield number, None, f"not JSON ({type(exc).__name__})"
                     continue
                 yield number, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a JSON object"
         else:
-            text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+            text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
             reader = csv.DictReader(text)
             missing = [name for name in ("device_id", "owner_account") if name not in (reader.fieldnames or [])]
             if missing:
@@ -130,7 +143,19 @@ def _registry_rows(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, str
                 if None in row or any(v is None for v in row.values()):
                     yield reader.line_num, None, "wrong number of columns"
                     continue
+                if not logparse._is_utf8([str(v) for v in row.values()]):
+                    yield reader.line_num, None, "not UTF-8"
+                    continue
                 yield reader.line_num, row, None
+
+
+def _registry_value(value: Any) -> str:
+    """A registry id as text; a nested or boolean value is an error, not an id."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, bool)):
+        raise ValueError(f"{type(value).__name__} where an id belongs")
+    return str(value).strip()
 
 
 def _split_accounts(value: Any) -> list[str]:
@@ -146,10 +171,14 @@ def _load_registry(case: Case, path: Path, input_id: int) -> tuple[int, int, int
     table = case.table("devices")
     for number, row, error in _registry_rows(path):
         if row is not None:
-            device_id = str(row.get("device_id") or "").strip()
-            owner = str(row.get("owner_account") or "").strip()
-            if not device_id or not owner:
-                error = "missing device_id or owner_account"
+            try:
+                device_id = _registry_value(row.get("device_id"))
+                owner = _registry_value(row.get("owner_account"))
+                home = _registry_value(row.get("home_id"))
+                if not device_id or not owner:
+                    error = "missing device_id or owner_account"
+            except ValueError as exc:
+                error = f"wrong-typed field ({exc})"
         if error is not None or row is None:
             skipped += 1
             case.add_problem("ingest", "malformed_registry_row", f"{path}:{number}: {error}",
@@ -157,7 +186,7 @@ def _load_registry(case: Case, path: Path, input_id: int) -> tuple[int, int, int
             continue
         record = {
             "device_id": device_id,
-            "home_id": str(row.get("home_id") or "").strip() or None,
+            "home_id": home or None,
             "owner_account": owner,
             "shared_accounts": json.dumps(_split_accounts(row.get("shared_accounts"))),
             "input_id": input_id,
@@ -173,8 +202,9 @@ def _load_registry(case: Case, path: Path, input_id: int) -> tuple[int, int, int
             case.add_problem(
                 "ingest",
                 "registry_conflict",
-                f"{path}:{number}: device {device_id} listed again with different "
-                f"home/owner/shared accounts; keeping the entry from input {old['input_id']} line {old['line']}",
+                f"{path}:{number}: device {device_id} listed again with different home/owner/shared accounts "
+                f"(owner {owner}, home {record['home_id']} here; owner {old['owner_account']}, home {old['home_id']} "
+                f"in input {old['input_id']} line {old['line']}); the first entry is used until the registry is fixed",
                 input_id=input_id, path=str(path), line=number,
             )
             skipped += 1
@@ -227,7 +257,7 @@ def _load_log(
     with open_decompressed(path) as stream:
         try:
             head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"{path}: unreadable ({exc})") from exc
         fmt = logparse.detect_format(logical_name(path), head)
         if fmt is None:
@@ -247,10 +277,13 @@ def _load_log(
                 batch.append(item.event)
                 if len(batch) >= BATCH:
                     flush()
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             # A truncated compressed stream: keep what decoded, and say where it stopped.
             case.add_problem("ingest", "truncated_log", f"{path}: stream ended early ({exc}); kept the lines before it",
                              input_id=input_id, path=str(path))
+    if parsed == 0 and skipped == 0:
+        case.add_problem("ingest", "empty_log", f"{path}: no events in it (an empty file, or a header only)",
+                         input_id=input_id, path=str(path))
     for message in _check_field_map(path, field_map, usage, parsed, skipped):
         case.add_problem("ingest", "field_map_unmatched", message, input_id=input_id, path=str(path))
     flush()
@@ -260,7 +293,9 @@ def _load_log(
 def _check_field_map(path: Path, field_map: dict[str, str], usage: logparse.MapUsage, parsed: int, skipped: int) -> list[str]:
     """A mapped path that matched nothing, where the canonical name did not fill in, is a typo:
     fatal for a required field, a warning for an optional one (its events lack that field)."""
-    warnings = []
+    warnings: list[str] = []
+    if parsed == 0 and skipped == 0:
+        return warnings  # an empty file says nothing about the map; it is reported as empty
     for name, dotted in field_map.items():
         if usage.hits.get(name) or usage.canonical_hits.get(name):
             continue
