@@ -197,3 +197,44 @@ def test_hostile_registry_rows(case, tmp_path):
     with pytest.raises(InputError, match="cut.jsonl.gz: device registry unreadable or cut short"):
         ingest_devices(case, [tmp_path / "cut.jsonl.gz"])
     assert case.count("devices") == 1  # the partial registry was not kept, the earlier one was
+
+
+def test_unknown_device_and_account_without_devices_in_a_triage(tmp_path):
+    """An account that owns nothing and a device the registry never heard of: the delivery is
+    still judged by its pixels, and the unknown device and the conflict are in the report."""
+    from typer.testing import CliRunner
+
+    from camleak.cli import app
+    from conftest import jpeg, scene, write_tar
+
+    write_registry(tmp_path / "devices.csv", [
+        {"device_id": "cam-1", "home_id": "h1", "owner_account": "acct-a", "shared_accounts": ""},
+        {"device_id": "cam-2", "home_id": "h2", "owner_account": "acct-b", "shared_accounts": ""},
+        {"device_id": "cam-1", "home_id": "h9", "owner_account": "acct-z", "shared_accounts": ""},
+    ])
+    members, events = {}, []
+    for home, (device, account) in enumerate((("cam-1", "acct-a"), ("cam-2", "acct-b")), start=1):
+        for i in range(6):
+            key = f"{device}-{i}"
+            members[f"{key}.jpg"] = jpeg(scene(home, (320, 180)), 55 + 5 * i)
+            events.append({"ts": 1763640000 + i, "account_id": account, "device_id": device, "snapshot": key,
+                           "event": "snapshot_served", "request_id": f"{key}"})
+    members["leak.jpg"] = jpeg(scene(1, (320, 180)), 90)
+    events.append({"ts": 1763640100, "account_id": "acct-nobody", "device_id": "cam-2", "snapshot": "leak",
+                   "event": "snapshot_served", "request_id": "leak"})
+    events.append({"ts": 1763640200, "account_id": "acct-nobody", "device_id": "cam-9", "snapshot": "gone",
+                   "event": "snapshot_served", "request_id": "gone"})
+    write_tar(tmp_path / "snaps.tar.gz", members)
+    write_jsonl(tmp_path / "logs.jsonl", events)
+    runner = CliRunner()
+    result = runner.invoke(app, ["triage", "--case", str(tmp_path / "c.db"), "--devices", str(tmp_path / "devices.csv"),
+                                 "--logs", str(tmp_path / "logs.jsonl"), "--snapshots", str(tmp_path / "snaps.tar.gz"),
+                                 "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(runner.invoke(app, ["report", "--case", str(tmp_path / "c.db")]).stdout)
+    pairs = {(e["recipient_account"], e["source_device"], e["evidence"]) for e in report["exposures"]}
+    assert pairs == {("acct-nobody", "cam-1", "content")}
+    warnings = {w["kind"]: w for w in report["warnings"]}
+    assert warnings["unknown_device_in_logs"]["examples"] == ["cam-9"]
+    assert warnings["registry_conflict"]["count"] == 1
+    assert {g["reason"]: g["examples"] for g in report["unattributed"]} == {"snapshot not in any archive": ["gone"]}
