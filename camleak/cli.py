@@ -63,7 +63,7 @@ app.add_typer(export_app, name="export")
 
 stdout = Console()
 stderr = Console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "wait": 0.0}
 
 CaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite); created if missing.")]
 ExistingCaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite).")]
@@ -83,9 +83,11 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Print tracebacks for unexpected errors.")] = False,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="When another camleak process is using the case file, wait up to this many seconds for it instead of refusing at once.")] = 0.0,
 ) -> None:
     """camleak: triage a smart-camera cross-account snapshot leak."""
     _state["debug"] = debug
+    _state["wait"] = wait
     os.umask(0o077)  # everything camleak writes may hold other people's images or account ids
 
 
@@ -128,7 +130,7 @@ def _rich_progress(label: str, total: int | None = None):
 
 
 def _open_case(path: Path, create: bool = False) -> Case:
-    return Case(path, create=create)
+    return Case(path, create=create, wait=_state.get("wait") or 0.0)
 
 
 def _settings(workers: int | None, scope: AccessScope) -> pipeline.TriageSettings:
