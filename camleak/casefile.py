@@ -22,6 +22,7 @@ import sqlite_utils
 
 from . import __version__
 from .errors import CaseError
+from .redact import redact
 
 CASE_FORMAT = 1
 
@@ -433,7 +434,7 @@ class Case:
                 "line": line,
                 "member": member,
                 "kind": kind,
-                "message": _printable(message),
+                "message": redact(_printable(message)),
                 "raw": _printable(raw[:500]) if raw else raw,
             }
         )
@@ -446,7 +447,7 @@ class Case:
         runs.insert(
             {
                 "command": command,
-                "args": json.dumps(args, sort_keys=True, default=str),
+                "args": redact(json.dumps(args, sort_keys=True, default=str)),
                 "camleak_version": __version__,
                 "started": utcnow(),
                 "status": "running",
@@ -464,7 +465,7 @@ class Case:
                     "ended": utcnow(),
                     "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                     "counts": json.dumps(counts, sort_keys=True),
-                    "error": str(exc)[:500],
+                    "error": redact(str(exc))[:500],
                 },
             )
             raise

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__, pipeline
@@ -29,6 +30,7 @@ from .casefile import Case, create_private_file
 from .errors import CamleakError, InputError
 from .logparse import FieldMapError, parse_field_map
 from .report import build_report, dumps, iter_snapshot_export
+from .redact import redact
 from .summary import render_score, render_summary
 
 class ReportFormat(str, Enum):
@@ -101,7 +103,7 @@ def handle_errors(func: Callable) -> Callable:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except CamleakError as exc:
-            stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except FieldMapError as exc:
             stderr.print(f"[bold red]usage error:[/] {exc}", highlight=False, soft_wrap=True)
@@ -112,7 +114,7 @@ def handle_errors(func: Callable) -> Callable:
         except Exception as exc:  # the last line of defence: one line, exit 70
             if _state["debug"]:
                 traceback.print_exc()
-            stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_UNEXPECTED) from None
 
     return wrapper

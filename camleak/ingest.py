@@ -202,10 +202,12 @@ def _load_registry(case: Case, path: Path, input_id: int) -> tuple[int, int, int
             case.add_problem(
                 "ingest",
                 "registry_conflict",
-                f"{path}:{number}: device {device_id} listed again with different home/owner/shared accounts "
-                f"(owner {owner}, home {record['home_id']} here; owner {old['owner_account']}, home {old['home_id']} "
-                f"in input {old['input_id']} line {old['line']}); the first entry is used until the registry is fixed",
+                f"{path}:{number}: device {device_id} listed again with a different home, owner or shared accounts "
+                f"than in input {old['input_id']} line {old['line']}; the first entry is used until the registry is fixed",
                 input_id=input_id, path=str(path), line=number,
+                # the account ids stay in `raw`: messages are printed in summaries, ids must not be
+                raw=json.dumps({"here": {k: record[k] for k in ("home_id", "owner_account", "shared_accounts")},
+                                "first": {k: old[k] for k in ("home_id", "owner_account", "shared_accounts")}}),
             )
             skipped += 1
             continue

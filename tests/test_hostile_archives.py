@@ -132,9 +132,28 @@ def test_deeply_nested_members_and_folders(case, tmp_path):
     os.write(out, image_bytes(2))
     os.close(out)
     os.close(fd)
-    stats = ingest_snapshots(case, [tmp_path / "deep.tar.gz", folder])
-    assert stats.items == 2 and frames(case) == ["bottom", "deep"]
-    assert fingerprint_case(case, workers=1).ok == 2
+    try:
+        stats = ingest_snapshots(case, [tmp_path / "deep.tar.gz", folder])
+        assert stats.items == 2 and frames(case) == ["bottom", "deep"]
+        assert fingerprint_case(case, workers=1).ok == 2
+    finally:
+        _remove_deep(folder)  # shutil.rmtree (and so pytest's cleanup) recurses per level
+
+
+def _remove_deep(root):
+    """Delete a very deep tree without recursion: walk down, then remove bottom-up."""
+    chain = [root]
+    while True:
+        entries = [e for e in os.scandir(chain[-1])]
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+        folders = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        if not folders:
+            break
+        chain.append(folders[0])
+    for folder in reversed(chain):
+        os.rmdir(folder)
 
 
 def test_zip_bomb_member_is_refused_before_it_is_read(case, tmp_path):

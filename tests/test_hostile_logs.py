@@ -182,7 +182,10 @@ def test_device_listed_twice_with_different_owners_is_reported(case, tmp_path):
                                         {"device_id": "cam-1", "home_id": "h1", "owner_account": "acct-a", "shared_accounts": ""}])
     stats = ingest_devices(case, [tmp_path / "a.csv", tmp_path / "b.csv"])
     (conflict,) = problems(case, "registry_conflict")
-    assert "b.csv:2" in conflict["message"] and "acct-z" in conflict["message"] and "acct-a" in conflict["message"]
+    assert "b.csv:2" in conflict["message"] and "input 1 line 2" in conflict["message"]
+    raw = json.loads(case.db.execute("select raw from problems where kind = 'registry_conflict'").fetchone()[0])
+    assert raw["here"]["owner_account"] == "acct-z" and raw["first"]["owner_account"] == "acct-a"
+    assert "acct-" not in conflict["message"]  # messages get printed; account ids stay in the case
     assert stats.duplicates == 1 and stats.skipped == 1
 
 
