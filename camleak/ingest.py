@@ -410,6 +410,11 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
         row = archives.manifest_lookup(manifest, item["member"]) if manifest else None
         if role == "snapshot":
             key = str(row["snapshot"]) if row and row.get("snapshot") else archives.member_key(item["member"])
+            if not key.strip():
+                skipped += 1
+                case.add_problem("ingest", "member_without_key", f"{path}!{item['member']}: no file name to use as a "
+                                 "snapshot key, skipped", input_id=input_id, path=str(path), member=item["member"])
+                continue
             frame_id, ref_device, snapshot = f"s:{key}", None, key
         else:
             device = (row or {}).get("device_id") or _parent_folder(item["member"])

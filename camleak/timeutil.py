@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 # Epoch values above this are milliseconds: 1e11 seconds is the year 5138, while 1e11 ms
 # is March 1973, so real log times on either scale fall clearly on one side. The same gap
@@ -20,6 +20,7 @@ _MIN_MS = 0  # 1970
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 # Other shapes seen in exports: Apache/nginx access logs.
 _STRPTIME_FORMATS = ("%d/%b/%Y:%H:%M:%S %z",)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def parse_ts(value: object) -> int:
@@ -52,9 +53,11 @@ def parse_ts(value: object) -> int:
     if moment.tzinfo is None:  # exports without an offset are UTC in practice; say so in docs
         moment = moment.replace(tzinfo=timezone.utc)
     try:
-        return _in_range(round(moment.timestamp() * 1000), text)
+        delta = moment - _EPOCH  # exact integer arithmetic: floats drop a millisecond in later centuries
     except (OverflowError, OSError) as exc:
-        raise ValueError(f"timestamp out of range: {text!r}") from exc
+        raise ValueError(f"timestamp out of range: {text[:80]!r}") from exc
+    ms = delta.days * 86_400_000 + delta.seconds * 1000 + (delta.microseconds + 500) // 1000
+    return _in_range(ms, text)
 
 
 def _other_formats(text: str) -> datetime:
@@ -91,7 +94,7 @@ def _in_range(ms: int, original: object) -> int:
 
 def format_ts(ms: int) -> str:
     """RFC 3339 in UTC with a `Z`, milliseconds only when present."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    moment = _EPOCH + timedelta(milliseconds=ms)
     if ms % 1000:
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
