@@ -217,7 +217,7 @@ def _iter_zip(path: Path, limits: ArchiveLimits) -> Iterator[Member]:
         checked: list[tuple[zipfile.ZipInfo, Member | None]] = [(info, _zip_refusal(info, limits)) for info in archive.infolist()]
         _check_expansion(path, sum(info.file_size for info, refused in checked if refused is None), limits)
         for info, refused in checked:
-            if info.is_dir():
+            if _zip_is_dir(info):
                 continue
             if refused is not None:
                 yield refused
@@ -231,12 +231,19 @@ def _iter_zip(path: Path, limits: ArchiveLimits) -> Iterator[Member]:
             yield Member(clean_name(info.filename), data)
 
 
+def _zip_is_dir(info: zipfile.ZipInfo) -> bool:
+    """ZipInfo.is_dir, safe for an empty name (zipfile's own raises IndexError on one)."""
+    return info.filename.endswith("/")
+
+
 def _zip_refusal(info: zipfile.ZipInfo, limits: ArchiveLimits) -> Member | None:
     """A skipped member for a zip entry that must not be read (its header says so), else None."""
     name = clean_name(info.filename)
     mode = info.external_attr >> 16
-    if info.is_dir():
+    if _zip_is_dir(info):
         return None
+    if not name:
+        return Member(name, problem="unreadable_member", reason="zip entry with an empty name")
     if stat.S_ISLNK(mode):
         return Member(name, problem="link_member", reason="symbolic link, not followed")
     if stat.S_IFMT(mode) and not stat.S_ISREG(mode):

@@ -297,3 +297,20 @@ def test_dir_member_modes_stay_private(case, tmp_path):
     names = sorted(p.name for p in case.path.parent.iterdir())
     assert all(n.startswith("case.db") for n in names), names
     assert stat.S_IMODE(case.path.stat().st_mode) == 0o600
+
+
+def test_zip_entry_with_an_empty_name_found_by_fuzzing(case, tmp_path):
+    """atheris found zipfile's ZipInfo.is_dir raising IndexError on an empty name (exit 70)."""
+    path = zip_with(tmp_path / "noname.zip", [("ok.jpg", image_bytes(1), None), ("x", image_bytes(2), None)])
+    data = bytearray(path.read_bytes())
+    central = data.find(b"PK\x01\x02", data.find(b"PK\x01\x02") + 4)  # the second entry's central header
+    assert data[central + 28] == 1  # its name length: one byte
+    data[central + 28] = 0
+    data[central + 46 : central + 47] = b""  # drop the name
+    end = data.find(b"PK\x05\x06")
+    size = int.from_bytes(data[end + 12 : end + 16], "little")
+    data[end + 12 : end + 16] = (size - 1).to_bytes(4, "little")  # the central directory is a byte shorter
+    path.write_bytes(bytes(data))
+    stats = ingest_snapshots(case, [path])
+    assert frames(case) == ["ok"] and stats.skipped == 1
+    assert "empty name" in problems(case, "unreadable_member")[0]["message"]
