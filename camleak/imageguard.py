@@ -98,17 +98,29 @@ def to_grey(image: Image.Image) -> Image.Image:
 
 
 def _scaled_grey(image: Image.Image) -> Image.Image:
-    """16-bit, 32-bit and float images: scale to 0-255 by their range instead of clipping at 255."""
-    pixels = np.asarray(image, dtype=np.float64)
-    if image.mode.startswith("I;16") or (pixels.size and pixels.max() > 255 and pixels.max() <= 65535):
-        pixels = pixels / 257.0
-    elif pixels.size and (pixels.max() > 255 or pixels.min() < 0):
-        low, high = float(pixels.min()), float(pixels.max())
-        pixels = (pixels - low) * (255.0 / (high - low or 1.0))
-    elif image.mode == "F" and pixels.size and pixels.max() <= 1.0:
-        pixels = pixels * 255.0
-    pixels = np.nan_to_num(pixels, nan=0.0, posinf=255.0, neginf=0.0)
-    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
+    """16-bit, 32-bit and float images: scale to 0-255 by their range instead of clipping at 255.
+
+    The image is first reduced to about hash resolution, so a 60 MP float frame costs tens of
+    megabytes here rather than gigabytes."""
+    if image.mode not in ("I", "F"):
+        image = image.convert("I")  # the I;16 variants, exactly
+    factor = max(1, min(image.width, image.height) // 512)
+    if factor > 1:
+        image = image.reduce(factor)
+    pixels = np.asarray(image, dtype=np.float32).copy()
+    np.nan_to_num(pixels, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    high = float(pixels.max()) if pixels.size else 0.0
+    low = float(pixels.min()) if pixels.size else 0.0
+    if 255.0 < high <= 65535.0 and low >= 0.0:
+        pixels /= 257.0
+    elif high > 255.0 or low < 0.0:
+        pixels -= low
+        pixels *= 255.0 / ((high - low) or 1.0)
+    elif image.mode == "F" and high <= 1.0:
+        pixels *= 255.0
+    np.rint(pixels, out=pixels)
+    np.clip(pixels, 0, 255, out=pixels)
+    return Image.fromarray(pixels.astype(np.uint8), mode="L")
 
 
 def reason(exc: BaseException) -> str | None:
