@@ -137,6 +137,7 @@ def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, t
     truncated = False
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)  # hostile TIFF/EXIF chatter; the frame's status says enough
         image = _open_draft(data, params)
         size = image.size
         try:

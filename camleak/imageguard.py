@@ -1,7 +1,7 @@
 """Hardening for image decoding: what a hostile or broken snapshot may not do to a run.
 
 The fingerprint stage calls three things from here: `open_image` (refuse bombs before a
-pixel is decoded, repair PNG checksums, pick the first frame of an animation), `to_grey`
+pixel is decoded, repair PNG checksums; an animation is read on its first frame), `to_grey`
 (apply EXIF orientation, bring CMYK, 16-bit, float, palette and alpha images to 8-bit grey
 without clipping them flat), and `reason` (one clear sentence for why a frame was not used,
 which ends up in the case file and in the report's `unattributed`).
@@ -47,8 +47,8 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             f"declares {width} x {height} pixels ({width * height / 1e6:.0f} MP), over the "
             f"{max_pixels / 1e6:.0f} MP limit: refused as a likely decompression bomb"
         )
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)  # an animation: its first frame stands for it
+    # An animation opens on its first frame, which stands for it; asking for n_frames would walk
+    # every frame of a hostile file before a pixel is needed.
     return image
 
 
@@ -78,7 +78,9 @@ def repair_png_checksums(data: bytes) -> bytes:
 def to_grey(image: Image.Image) -> Image.Image:
     """8-bit grey, upright: EXIF orientation applied, high bit depths scaled, not clipped."""
     try:
-        upright = ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data" would flood stderr from workers
+            upright = ImageOps.exif_transpose(image)
         if upright is not None:
             image = upright
     except Exception:  # broken EXIF costs the orientation, not the frame
@@ -107,8 +109,12 @@ def _scaled_grey(image: Image.Image) -> Image.Image:
     factor = max(1, min(image.width, image.height) // 512)
     if factor > 1:
         image = image.reduce(factor)
-    pixels = np.asarray(image, dtype=np.float32).copy()
-    np.nan_to_num(pixels, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    with np.errstate(all="ignore"):  # NaN and infinities in a hostile float image are handled here
+        return _scale_to_byte(np.asarray(image, dtype=np.float64).copy(), image.mode)
+
+
+def _scale_to_byte(pixels: np.ndarray, mode: str) -> Image.Image:
+    np.nan_to_num(pixels, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # float64: no overflow on float32 extremes
     high = float(pixels.max()) if pixels.size else 0.0
     low = float(pixels.min()) if pixels.size else 0.0
     if 255.0 < high <= 65535.0 and low >= 0.0:
@@ -116,7 +122,7 @@ def _scaled_grey(image: Image.Image) -> Image.Image:
     elif high > 255.0 or low < 0.0:
         pixels -= low
         pixels *= 255.0 / ((high - low) or 1.0)
-    elif image.mode == "F" and high <= 1.0:
+    elif mode == "F" and high <= 1.0:
         pixels *= 255.0
     np.rint(pixels, out=pixels)
     np.clip(pixels, 0, 255, out=pixels)
