@@ -143,7 +143,7 @@ def _registry_rows_of(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, 
                 if None in row or any(v is None for v in row.values()):
                     yield reader.line_num, None, "wrong number of columns"
                     continue
-                if not logparse._is_utf8([str(v) for v in row.values()]):
+                if not logparse.is_utf8([str(v) for v in row.values()]):
                     yield reader.line_num, None, "not UTF-8"
                     continue
                 yield reader.line_num, row, None

@@ -243,7 +243,7 @@ def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> I
                 raw=_preview(",".join(row)),
             )
             continue
-        if not _is_utf8(row):
+        if not is_utf8(row):
             yield ParsedLine(number, error="not UTF-8", raw=_preview(",".join(row).encode("utf-8", "surrogateescape")))
             continue
         record = dict(zip(header, row))
@@ -253,7 +253,7 @@ def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> I
             yield ParsedLine(number, error=str(exc), raw=_preview(",".join(row)))
 
 
-def _is_utf8(cells: list[str]) -> bool:
+def is_utf8(cells: list[str]) -> bool:
     """False when the row holds bytes that were not UTF-8 (kept as surrogate escapes)."""
     try:
         "".join(cells).encode("utf-8")
@@ -265,7 +265,7 @@ def _is_utf8(cells: list[str]) -> bool:
 def _preview(raw: bytes | str, limit: int = 300) -> str:
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="replace")
-    elif not _is_utf8([raw]):
+    elif not is_utf8([raw]):
         raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", errors="replace")
     raw = raw.rstrip("\r\n")
     return raw if len(raw) <= limit else raw[:limit] + "…"
