@@ -83,8 +83,11 @@ def archive_kind(path: Path) -> str:
     """'dir', 'zip' or 'tar'; anything else is an input error naming the file."""
     if path.is_dir():
         return "dir"
-    if zipfile.is_zipfile(path):
-        return "zip"
+    try:
+        if zipfile.is_zipfile(path):
+            return "zip"
+    except zipfile.BadZipFile as exc:  # is_zipfile raises, not answers, on a multi-disk zip64 record
+        raise InputError(f"{path}: a zip archive camleak cannot read ({exc})") from exc
     compression = compression_of(path)
     if compression in ("gzip", "zstd"):
         return "tar"

@@ -314,3 +314,16 @@ def test_zip_entry_with_an_empty_name_found_by_fuzzing(case, tmp_path):
     stats = ingest_snapshots(case, [path])
     assert frames(case) == ["ok"] and stats.skipped == 1
     assert "empty name" in problems(case, "unreadable_member")[0]["message"]
+
+
+def test_zip_claiming_to_span_disks_found_by_fuzzing(case, tmp_path):
+    """atheris found zipfile.is_zipfile raising BadZipFile (exit 70) on a zip64 locator naming
+    a second disk; it is an input error like any unreadable zip."""
+    import struct
+
+    data = write_zip(tmp_path / "disks.zip", {"a.jpg": image_bytes(1)}).read_bytes()
+    end = data.rfind(b"PK\x05\x06")
+    locator = b"PK\x06\x07" + struct.pack("<LQL", 0, 0, 2)  # zip64 locator: two disks
+    (tmp_path / "disks.zip").write_bytes(data[:end] + locator + data[end:])
+    with pytest.raises(InputError, match="disks.zip: a zip archive camleak cannot read .*multiple disks"):
+        ingest_snapshots(case, [tmp_path / "disks.zip"])
