@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Coverage-guided fuzzing of the snapshot-archive reader with atheris.
 
     pip install atheris && python fuzz/seeds.py

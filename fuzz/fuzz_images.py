@@ -1,7 +1,8 @@
+#!/usr/bin/env python3
 """Coverage-guided fuzzing of the image decode path (fingerprint + imageguard) with atheris.
 
     pip install atheris && python fuzz/seeds.py
-    python fuzz/fuzz_images.py fuzz/corpus/images -max_total_time=300 -rss_limit_mb=2048 -timeout=20 \
+    fuzz/fuzz_images.py fuzz/corpus/images -max_total_time=300 -rss_limit_mb=2048 -timeout=20 \
         -fork=1 -ignore_ooms=1
 
 Every input must give a fingerprint row with a known status, and a reason whenever it is not
