@@ -245,7 +245,11 @@ class CaseLock:
         if held:
             self._held[self.key] = (held[0], held[1] + 1)
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CaseError(f"{case_path}: cannot create its lock file {self.path.name} beside it ({exc.strerror}); "
+                            "camleak needs a writable folder for the case") from None
         try:
             os.fchmod(fd, 0o600)
             self._acquire(fd, wait, case_path)

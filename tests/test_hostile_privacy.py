@@ -132,3 +132,14 @@ def test_export_snapshots_carries_no_pixels(triaged_open_umask):
     for magic in ("/9j/", "iVBORw0KGgo", "UklGR", "R0lGOD", "data:image"):  # base64 JPEG, PNG, WebP, GIF
         assert magic not in text
     assert len(text) / len(rows) < 1000  # a line per snapshot, never a picture's worth of bytes
+
+
+def test_a_lock_file_camleak_cannot_open_is_a_clear_error(tmp_path):
+    """A read-only folder, or something else in the lock file's place: exit 1 naming the case,
+    not an unexpected error. (A folder in its place fails for root too, unlike permissions.)"""
+    with Case(tmp_path / "c.db"):
+        pass
+    (tmp_path / "c.db-lock").unlink()
+    (tmp_path / "c.db-lock").mkdir()
+    result = run(["summary", "--case", str(tmp_path / "c.db")])
+    assert result.returncode == 1 and "cannot create its lock file c.db-lock" in result.stderr
