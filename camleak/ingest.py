@@ -325,14 +325,28 @@ def ingest_references(case: Case, sources: Iterable[str | Path], progress: Progr
 
 def _ingest_archives(case: Case, sources: Iterable[str | Path], kind: str, role: str, progress: Progress | None) -> IngestStats:
     total = IngestStats()
-    for path in _archive_sources(sources, f"{role} archive"):
+    paths, unread = _archive_sources(sources, f"{role} archive", case.path)
+    for folder, names in unread:
+        _note_once(case, "file_not_read", str(folder),
+                   f"{folder}: holds archives, so only they were read; {len(names)} other file(s) beside them were "
+                   f"not (e.g. {', '.join(names[:3])}); give them as an input of their own")
+    for path in paths:
         total.add(_guarded(case, kind, path, lambda input_id, p=path: _load_frames(case, p, input_id, role, progress)))
     return total
 
 
-def _archive_sources(sources: Iterable[str | Path], what: str) -> list[Path]:
-    """Archives are files; a folder is an archive itself unless it holds archives."""
+def _note_once(case: Case, kind: str, path: str, message: str) -> None:
+    """A problem that belongs to no input: recorded once, so reruns give the same report."""
+    if not case.count("problems", "kind = ? and message = ?", [kind, message]):
+        case.add_problem("ingest", kind, message, path=path)
+
+
+def _archive_sources(sources: Iterable[str | Path], what: str,
+                     case_path: Path | None = None) -> tuple[list[Path], list[tuple[Path, list[str]]]]:
+    """Archives are files; a folder is an archive itself unless it holds archives. Also returns,
+    per folder of archives, the other files in it, which are not read and must be said so."""
     paths: list[Path] = []
+    unread: list[tuple[Path, list[str]]] = []
     for src in sources:
         path = Path(src)
         if not path.exists():
@@ -341,11 +355,15 @@ def _archive_sources(sources: Iterable[str | Path], what: str) -> list[Path]:
             inner = sorted(p for p in path.iterdir() if p.is_file() and _looks_like_archive(p))
             if inner:
                 paths.extend(inner)
+                others = [name for name, file, _ in archives.walk_dir(path, case_path)
+                          if file not in inner and not any(part.startswith(".") for part in PurePosixPath(name).parts)]
+                if others:
+                    unread.append((path, others))
                 continue
-            if not archives.walk_dir(path):
+            if not archives.walk_dir(path, case_path):
                 raise InputError(f"{path}: {what} folder is empty")
         paths.append(path)
-    return paths
+    return paths, unread
 
 
 def _looks_like_archive(path: Path) -> bool:

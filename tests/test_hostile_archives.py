@@ -327,3 +327,16 @@ def test_zip_claiming_to_span_disks_found_by_fuzzing(case, tmp_path):
     (tmp_path / "disks.zip").write_bytes(data[:end] + locator + data[end:])
     with pytest.raises(InputError, match="disks.zip: a zip archive camleak cannot read .*multiple disks"):
         ingest_snapshots(case, [tmp_path / "disks.zip"])
+
+
+def test_loose_files_beside_archives_are_reported_not_silently_dropped(case, tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    write_tar(folder / "served.tar.gz", {"a.jpg": image_bytes(1)})
+    (folder / "loose.jpg").write_bytes(image_bytes(2))
+    (folder / ".DS_Store").write_bytes(b"junk")  # hidden files are nobody's evidence
+    for _ in range(2):  # a rerun says it once, so the report stays the same
+        ingest_snapshots(case, [folder])
+    assert frames(case) == ["a"]
+    (note,) = problems(case, "file_not_read")
+    assert "loose.jpg" in note["message"] and "1 other file(s)" in note["message"]
