@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import stat
 import tarfile
 import zipfile
@@ -20,7 +19,7 @@ from typing import Callable, Iterator
 import zstandard
 
 from .errors import InputError
-from .sources import DecompressReader, compression_of, is_case_file
+from .sources import DecompressReader, compression_of, walk_dir
 
 MANIFEST_NAME = "manifest.jsonl"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -164,31 +163,6 @@ def _check_expansion(path: Path, expanded: int, limits: ArchiveLimits) -> None:
     if expanded > limits.ratio_floor and expanded > limits.max_ratio * on_disk:
         raise InputError(f"{path}: content would expand to {expanded // MiB} MiB, {expanded / on_disk:.0f} times "
                          f"the archive's size (limit {limits.max_ratio:g}x); refused as a likely decompression bomb")
-
-
-def walk_dir(root: Path, exclude: Path | None = None) -> list[tuple[str, Path, os.stat_result | None]]:
-    """(relative name, path, lstat) of every non-folder entry, sorted by name; no recursion (any
-    depth), no links followed, the case file left out; a folder that cannot be listed has no stat."""
-    found: list[tuple[str, Path, os.stat_result | None]] = []
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            found.append((folder.relative_to(root).as_posix(), folder, None))
-            continue
-        for entry in entries:
-            path = Path(entry.path)
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                stack.append(path)
-            elif not is_case_file(path, exclude):
-                found.append((path.relative_to(root).as_posix(), path, info))
-    return sorted(found, key=lambda item: item[0])
 
 
 def _iter_dir(root: Path, exclude: Path | None, limits: ArchiveLimits) -> Iterator[Member]:

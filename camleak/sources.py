@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import stat
 import zlib
 from pathlib import Path
 from typing import IO, Iterable
@@ -30,11 +32,11 @@ def expand(sources: Iterable[str | Path], *, what: str, exclude: Path | None = N
         path = Path(src)
         if path.is_dir():
             found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and not is_case_file(p, exclude)
+                file
+                for name, file, info in walk_dir(path, exclude)  # any depth, no recursion
+                if info is not None
+                and not any(part.startswith(".") for part in name.split("/"))
+                and (stat.S_ISREG(info.st_mode) or (stat.S_ISLNK(info.st_mode) and file.is_file()))
             )
             if not found:
                 raise InputError(f"{path}: {what} directory is empty")
@@ -46,6 +48,31 @@ def expand(sources: Iterable[str | Path], *, what: str, exclude: Path | None = N
         else:
             raise InputError(f"{path}: {what} not found")
     return files
+
+
+def walk_dir(root: Path, exclude: Path | None = None) -> list[tuple[str, Path, os.stat_result | None]]:
+    """(relative name, path, lstat) of every non-folder entry, sorted by name; no recursion (any
+    depth), no links followed, the case file left out; a folder that cannot be listed has no stat."""
+    found: list[tuple[str, Path, os.stat_result | None]] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            found.append((folder.relative_to(root).as_posix(), folder, None))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                stack.append(path)
+            elif not is_case_file(path, exclude):
+                found.append((path.relative_to(root).as_posix(), path, info))
+    return sorted(found, key=lambda item: item[0])
 
 
 def is_case_file(path: Path, case_path: Path | None) -> bool:

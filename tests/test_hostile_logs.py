@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import json
+import os
 
 import pytest
 import zstandard
@@ -241,3 +242,26 @@ def test_unknown_device_and_account_without_devices_in_a_triage(tmp_path):
     assert warnings["unknown_device_in_logs"]["examples"] == ["cam-9"]
     assert warnings["registry_conflict"]["count"] == 1
     assert {g["reason"]: g["examples"] for g in report["unattributed"]} == {"snapshot not in any archive": ["gone"]}
+
+
+def test_log_folder_of_any_depth_and_hidden_files(case, tmp_path):
+    root = tmp_path / "logs"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY)
+    for _ in range(1100):  # deeper than Python's recursion limit
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    out = os.open("deep.jsonl", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd)
+    os.write(out, lines(event(1)))
+    os.close(out)
+    os.close(fd)
+    write_jsonl(root / "top.jsonl", [event(2)])
+    (root / ".hidden.jsonl").write_text("garbage\n")
+    try:
+        stats = ingest_logs(case, [root])
+        assert (stats.files, stats.items, stats.skipped) == (2, 2, 0)
+    finally:
+        from test_hostile_archives import _remove_deep
+        _remove_deep(root)
