@@ -147,9 +147,7 @@ def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, t
             if "truncated" not in str(exc):
                 raise
             truncated = True
-            image = _open_draft(data, params)
-            with _truncated_images(True):
-                image.load()
+            image = imageguard.load_truncated(data, lambda d: _open_draft(d, params), _truncated_images)
     image = imageguard.to_grey(image)  # EXIF orientation, CMYK/16-bit/palette to 8-bit grey
     if image.width > 4 * params.draft_size[0]:
         ratio = (4 * params.draft_size[0]) / image.width

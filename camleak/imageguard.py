@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import warnings
 import zlib
+from typing import Callable, ContextManager
 
 import numpy as np
 import PIL
@@ -49,6 +51,32 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         )
     # An animation opens on its first frame, which stands for it; asking for n_frames would walk
     # every frame of a hostile file before a pixel is needed.
+    return image
+
+
+JPEG_END = b"\xff\xd9"
+_TRUNCATION_SWITCH = threading.Lock()
+
+
+def load_truncated(data: bytes, reopen: Callable[[bytes], Image.Image],
+                   allow_truncated: Callable[[bool], ContextManager]) -> Image.Image:
+    """What decodes of an image cut short, without flipping Pillow's process-wide
+    LOAD_TRUNCATED_IMAGES for other threads where that can be avoided.
+
+    A JPEG (nearly every camera frame) gets the end-of-image marker it lacks: libjpeg then fills
+    the missing rows with grey, the very pixels the global switch gives. Other formats still need
+    the switch; it is flipped under a lock so two decodes here never interleave on it.
+    """
+    if data[:3] == b"\xff\xd8\xff" and not data.endswith(JPEG_END):
+        try:
+            image = reopen(data + JPEG_END)
+            image.load()
+            return image
+        except (OSError, SyntaxError, ValueError):
+            pass  # not recoverable that way: fall back to the switch
+    with _TRUNCATION_SWITCH, allow_truncated(True):
+        image = reopen(data)
+        image.load()
     return image
 
 

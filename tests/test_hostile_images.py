@@ -164,3 +164,30 @@ def test_undecodable_frames_reach_unattributed_with_their_reason(tmp_path):
     reasons = {r["snapshot"]: r["reason"] for r in exported}
     assert "decompression bomb" in reasons["bomb"] and "empty file" in reasons["empty"]
     assert "not a recognisable image" in reasons["text"]
+
+
+def test_truncated_jpeg_decodes_without_the_global_switch_and_like_it():
+    """The truncated-JPEG path no longer flips Pillow's process-wide LOAD_TRUNCATED_IMAGES (not
+    thread-safe); the pixels, and so the fingerprints, are those the switch gave."""
+    from PIL import ImageFile
+
+    from camleak.fingerprint import DEFAULT_PARAMS, _open_draft, _truncated_images
+
+    data = jpeg(scene(4))
+    seen_switch = []
+
+    def watching(allowed):
+        seen_switch.append(allowed)
+        return _truncated_images(allowed)
+
+    for fraction in (0.3, 0.55, 0.8, 0.97):
+        cut = data[: int(len(data) * fraction)]
+        image = imageguard.load_truncated(cut, lambda d: _open_draft(d, DEFAULT_PARAMS), watching)
+        with _truncated_images(True):
+            reference = _open_draft(cut, DEFAULT_PARAMS)
+            reference.load()
+        assert np.array_equal(np.asarray(image), np.asarray(reference)), fraction
+    assert seen_switch == [] and ImageFile.LOAD_TRUNCATED_IMAGES is False
+    png = encode(scene(4), "PNG")
+    imageguard.load_truncated(png[: len(png) // 2], lambda d: Image.open(io.BytesIO(d)), watching)
+    assert seen_switch == [True]  # other formats still need it, under a lock
