@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import io
 import json
 import multiprocessing
 import os

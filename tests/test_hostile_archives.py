@@ -9,7 +9,6 @@ import json
 import os
 import stat
 import tarfile
-import zipfile
 
 import pytest
 import zstandard
