@@ -7,6 +7,7 @@ rerun and a whole triage can be repeated to the same result.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import sqlite_utils
 
 from . import __version__
 from .errors import CaseError
+from .redact import redact
 
 CASE_FORMAT = 1
 
@@ -234,29 +236,128 @@ def create_private_file(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+def _printable(text: str) -> str:
+    """Text SQLite can store: bytes that were not UTF-8 (surrogate escapes) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @dataclass
 class InputRecord:
     id: int
     is_new: bool
 
 
-class Case:
-    """An open case file."""
+class CaseLock:
+    """One camleak process at a time per case file: a POSIX lock on `<case>-lock` beside it.
 
-    def __init__(self, path: Path | str, *, create: bool = True):
+    POSIX record locks (fcntl) vanish with the process that holds them, however it dies (a
+    SIGKILL leaves no stale lock), and are not inherited by forked fingerprint workers, so a
+    worker outliving a killed run cannot keep the case locked. The file records who holds it,
+    for the message a second process prints. Opens within one process share one lock.
+    """
+
+    _held: dict[str, tuple[int, int]] = {}  # resolved lock path -> (fd, users)
+
+    def __init__(self, case_path: Path, *, wait: float = 0.0, command: str | None = None):
+        self.path = case_path.with_name(case_path.name + "-lock")
+        self.key = str(self.path.resolve())
+        held = self._held.get(self.key)
+        if held:
+            self._held[self.key] = (held[0], held[1] + 1)
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CaseError(f"{case_path}: cannot create its lock file {self.path.name} beside it ({exc.strerror}); "
+                            "camleak needs a writable folder for the case") from None
+        try:
+            os.fchmod(fd, 0o600)
+            self._acquire(fd, wait, case_path)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "command": command or _command_line(),
+                                     "since": utcnow()}).encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        self._held[self.key] = (fd, 1)
+
+    def _acquire(self, fd: int, wait: float, case_path: Path) -> None:
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise CaseError(f"{case_path}: in use by another camleak process ({self._holder(fd)}); "
+                                    "rerun when it has finished, or pass --wait SECONDS to queue behind it") from None
+                time.sleep(0.1)
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            return f"pid {info['pid']}, `{info['command']}` since {info['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "holder unknown"
+
+    def release(self) -> None:
+        held = self._held.get(self.key)
+        if not held:
+            return
+        fd, users = held
+        if users > 1:
+            self._held[self.key] = (fd, users - 1)
+            return
+        del self._held[self.key]
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _command_line() -> str:
+    import sys
+
+    args = [os.path.basename(sys.argv[0])] + sys.argv[1:3] if sys.argv else ["python"]
+    return " ".join(args)
+
+
+class Case:
+    """An open case file, held by this process alone until closed (see CaseLock)."""
+
+    def __init__(self, path: Path | str, *, create: bool = True, wait: float = 0.0):
         self.path = Path(path)
+        self._lock: CaseLock | None = None
         if not self.path.exists():
             if not create:
                 raise CaseError(f"{self.path}: no such case file")
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            create_private_file(self.path)
+        self._lock = CaseLock(self.path, wait=wait)
         try:
+            if not self.path.exists():
+                create_private_file(self.path)
             conn = sqlite3.connect(self.path, timeout=30)
             self.db = sqlite_utils.Database(conn)
             self._ensure_schema()
+            self._close_stale_runs()
         except sqlite3.DatabaseError as exc:
+            self._lock.release()
             raise CaseError(f"{self.path}: not a camleak case file ({exc})") from exc
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _close_stale_runs(self) -> None:
+        """Runs still 'running' belong to a process that died without a word (SIGKILL, power):
+        this process holds the lock, so none of them is alive."""
+        if CaseLock._held.get(self._lock.key, (0, 0))[1] == 1:
+            with self.db.conn:
+                self.db.execute("update runs set status = 'killed', ended = coalesce(ended, ?), "
+                                "error = 'the process ended without finishing (killed?)' where status = 'running'",
+                                [utcnow()])
 
     # -- schema ---------------------------------------------------------------------------
     def _ensure_schema(self) -> None:
@@ -361,8 +462,8 @@ class Case:
                 "line": line,
                 "member": member,
                 "kind": kind,
-                "message": message,
-                "raw": raw[:500] if raw else raw,
+                "message": redact(_printable(message)),
+                "raw": _printable(raw[:500]) if raw else raw,
             }
         )
 
@@ -374,7 +475,7 @@ class Case:
         runs.insert(
             {
                 "command": command,
-                "args": json.dumps(args, sort_keys=True, default=str),
+                "args": redact(json.dumps(args, sort_keys=True, default=str)),
                 "camleak_version": __version__,
                 "started": utcnow(),
                 "status": "running",
@@ -392,7 +493,7 @@ class Case:
                     "ended": utcnow(),
                     "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                     "counts": json.dumps(counts, sort_keys=True),
-                    "error": str(exc)[:500],
+                    "error": redact(str(exc))[:500],
                 },
             )
             raise
@@ -403,7 +504,12 @@ class Case:
         )
 
     def close(self) -> None:
-        self.db.conn.close()
+        try:
+            self.db.conn.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> "Case":
         return self

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__, pipeline
@@ -29,6 +30,7 @@ from .casefile import Case, create_private_file
 from .errors import CamleakError, InputError
 from .logparse import FieldMapError, parse_field_map
 from .report import build_report, dumps, iter_snapshot_export
+from .redact import redact
 from .remote import DEFAULT_MAX_BYTES, is_remote
 from .summary import render_score, render_summary
 
@@ -67,7 +69,7 @@ app.add_typer(export_app, name="export")
 
 stdout = Console()
 stderr = Console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "wait": 0.0}
 
 CaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite); created if missing.")]
 ExistingCaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite).")]
@@ -102,9 +104,11 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Print tracebacks for unexpected errors.")] = False,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="When another camleak process is using the case file, wait up to this many seconds for it instead of refusing at once.")] = 0.0,
 ) -> None:
     """camleak: triage a smart-camera cross-account snapshot leak."""
     _state["debug"] = debug
+    _state["wait"] = wait
     os.umask(0o077)  # everything camleak writes may hold other people's images or account ids
 
 
@@ -118,7 +122,7 @@ def handle_errors(func: Callable) -> Callable:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except CamleakError as exc:
-            stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except FieldMapError as exc:
             stderr.print(f"[bold red]usage error:[/] {exc}", highlight=False, soft_wrap=True)
@@ -129,7 +133,7 @@ def handle_errors(func: Callable) -> Callable:
         except Exception as exc:  # the last line of defence: one line, exit 70
             if _state["debug"]:
                 traceback.print_exc()
-            stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_UNEXPECTED) from None
 
     return wrapper
@@ -147,7 +151,7 @@ def _rich_progress(label: str, total: int | None = None):
 
 
 def _open_case(path: Path, create: bool = False) -> Case:
-    return Case(path, create=create)
+    return Case(path, create=create, wait=_state.get("wait") or 0.0)
 
 
 def _settings(workers: int | None, scope: AccessScope) -> pipeline.TriageSettings:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import io
 import json
 import multiprocessing
 import os
@@ -27,7 +26,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageFile
 
-from . import archives
+from . import archives, imageguard
 from .casefile import Case
 from .errors import InputError
 
@@ -124,7 +123,7 @@ def _truncated_images(allowed: bool):
 
 
 def _open_draft(data: bytes, params: FingerprintParams) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
+    image = imageguard.open_image(data)
     if image.format == "JPEG":
         image.draft("L", params.draft_size)
     return image
@@ -133,10 +132,11 @@ def _open_draft(data: bytes, params: FingerprintParams) -> Image.Image:
 def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, tuple[int, int], bool]:
     """Grey image at hash resolution, the original size, and whether the file was truncated."""
     if not data:
-        raise ValueError("empty file")
+        raise imageguard.ImageRefused("empty file (0 bytes)")
     truncated = False
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)  # hostile TIFF/EXIF chatter; the frame's status says enough
         image = _open_draft(data, params)
         size = image.size
         try:
@@ -146,11 +146,8 @@ def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, t
             if "truncated" not in str(exc):
                 raise
             truncated = True
-            image = _open_draft(data, params)
-            with _truncated_images(True):
-                image.load()
-    if image.mode != "L":
-        image = image.convert("RGB").convert("L") if image.mode not in ("RGB", "1") else image.convert("L")
+            image = imageguard.load_truncated(data, lambda d: _open_draft(d, params), _truncated_images)
+    image = imageguard.to_grey(image)  # EXIF orientation, CMYK/16-bit/palette to 8-bit grey
     if image.width > 4 * params.draft_size[0]:
         ratio = (4 * params.draft_size[0]) / image.width
         image = image.resize((4 * params.draft_size[0], max(1, round(image.height * ratio))), Image.Resampling.BOX)
@@ -189,6 +186,8 @@ def quality_score(region: np.ndarray) -> float:
 
 
 def _reason(exc: Exception) -> str:
+    if guarded := imageguard.reason(exc):
+        return guarded
     if isinstance(exc, PIL.UnidentifiedImageError):
         return "not a recognisable image"
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):

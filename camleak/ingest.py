@@ -12,6 +12,9 @@ import csv
 import hashlib
 import io
 import json
+import os
+import stat
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
@@ -53,7 +56,8 @@ class IngestStats:
 def _guarded(case: Case, kind: str, path: Path, body: Callable[[int], tuple[int, int, int]]) -> IngestStats:
     """Run `body(input_id)` for a new input; undo its rows if it fails."""
     stats = IngestStats(files=1)
-    record = case.record_input(kind, path, sha256_file(path) if path.is_file() else _dir_digest(path), _size(path))
+    digest = sha256_file(path) if path.is_file() else _dir_digest(path, case.path)
+    record = case.record_input(kind, path, digest, _size(path, case.path))
     if not record.is_new:
         return stats
     stats.new_files = 1
@@ -67,17 +71,22 @@ def _guarded(case: Case, kind: str, path: Path, body: Callable[[int], tuple[int,
     return stats
 
 
-def _size(path: Path) -> int:
+def _size(path: Path, case_path: Path | None = None) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in _dir_files(path, case_path))
 
 
-def _dir_digest(root: Path) -> str:
-    """A folder's identity: names and contents of every file in it."""
+def _dir_files(root: Path, case_path: Path | None) -> list[Path]:
+    """Regular files under a folder, links not followed, the case file (and its WAL) left out."""
+    return [path for _, path, info in archives.walk_dir(root, case_path) if info is not None and stat.S_ISREG(info.st_mode)]
+
+
+def _dir_digest(root: Path, case_path: Path | None = None) -> str:
+    """A folder's identity: names and contents of every file in it (not the case file's own)."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+    for file in _dir_files(root, case_path):
+        digest.update(os.fsencode(file.relative_to(root).as_posix()) + b"\0")
         digest.update(sha256_file(file).encode())
     return digest.hexdigest()
 
@@ -97,23 +106,35 @@ def ingest_devices(case: Case, sources: Iterable[str | Path]) -> IngestStats:
 
 
 def _registry_rows(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line, row, error) for each registry row. A registry cut short is refused whole: a device
+    missing from it would turn its owner's own views into apparent exposures."""
+    try:
+        yield from _registry_rows_of(path)
+    except (OSError, EOFError, zlib.error, csv.Error) as exc:
+        raise InputError(f"{path}: device registry unreadable or cut short ({exc}); refusing a partial registry") from exc
+
+
+def _registry_rows_of(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, str | None]]:
     with open_decompressed(path) as stream:
         head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
         fmt = logparse.detect_format(logical_name(path), head)
         if fmt is None:
             raise InputError(f"{path}: unknown registry format (expected CSV or JSON lines)")
         if fmt == "jsonl":
-            for number, raw in enumerate(stream, start=1):
+            for number, raw in logparse.read_lines(stream):
+                if raw is None:
+                    yield number, None, "line too long"
+                    continue
                 if not raw.strip():
                     continue
                 try:
                     row = json.loads(raw.decode("utf-8-sig"))
-                except (ValueError, UnicodeDecodeError) as exc:
-                    yield number, None, f"not JSON ({exc})"
+                except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                    yield number, None, f"not JSON ({type(exc).__name__})"
                     continue
                 yield number, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a JSON object"
         else:
-            text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+            text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
             reader = csv.DictReader(text)
             missing = [name for name in ("device_id", "owner_account") if name not in (reader.fieldnames or [])]
             if missing:
@@ -122,7 +143,19 @@ def _registry_rows(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, str
                 if None in row or any(v is None for v in row.values()):
                     yield reader.line_num, None, "wrong number of columns"
                     continue
+                if not logparse.is_utf8([str(v) for v in row.values()]):
+                    yield reader.line_num, None, "not UTF-8"
+                    continue
                 yield reader.line_num, row, None
+
+
+def _registry_value(value: Any) -> str:
+    """A registry id as text; a nested or boolean value is an error, not an id."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, bool)):
+        raise ValueError(f"{type(value).__name__} where an id belongs")
+    return str(value).strip()
 
 
 def _split_accounts(value: Any) -> list[str]:
@@ -138,10 +171,14 @@ def _load_registry(case: Case, path: Path, input_id: int) -> tuple[int, int, int
     table = case.table("devices")
     for number, row, error in _registry_rows(path):
         if row is not None:
-            device_id = str(row.get("device_id") or "").strip()
-            owner = str(row.get("owner_account") or "").strip()
-            if not device_id or not owner:
-                error = "missing device_id or owner_account"
+            try:
+                device_id = _registry_value(row.get("device_id"))
+                owner = _registry_value(row.get("owner_account"))
+                home = _registry_value(row.get("home_id"))
+                if not device_id or not owner:
+                    error = "missing device_id or owner_account"
+            except ValueError as exc:
+                error = f"wrong-typed field ({exc})"
         if error is not None or row is None:
             skipped += 1
             case.add_problem("ingest", "malformed_registry_row", f"{path}:{number}: {error}",
@@ -149,7 +186,7 @@ def _load_registry(case: Case, path: Path, input_id: int) -> tuple[int, int, int
             continue
         record = {
             "device_id": device_id,
-            "home_id": str(row.get("home_id") or "").strip() or None,
+            "home_id": home or None,
             "owner_account": owner,
             "shared_accounts": json.dumps(_split_accounts(row.get("shared_accounts"))),
             "input_id": input_id,
@@ -165,9 +202,12 @@ def _load_registry(case: Case, path: Path, input_id: int) -> tuple[int, int, int
             case.add_problem(
                 "ingest",
                 "registry_conflict",
-                f"{path}:{number}: device {device_id} listed again with different "
-                f"home/owner/shared accounts; keeping the entry from input {old['input_id']} line {old['line']}",
+                f"{path}:{number}: device {device_id} listed again with a different home, owner or shared accounts "
+                f"than in input {old['input_id']} line {old['line']}; the first entry is used until the registry is fixed",
                 input_id=input_id, path=str(path), line=number,
+                # the account ids stay in `raw`: messages are printed in summaries, ids must not be
+                raw=json.dumps({"here": {k: record[k] for k in ("home_id", "owner_account", "shared_accounts")},
+                                "first": {k: old[k] for k in ("home_id", "owner_account", "shared_accounts")}}),
             )
             skipped += 1
             continue
@@ -219,7 +259,7 @@ def _load_log(
     with open_decompressed(path) as stream:
         try:
             head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"{path}: unreadable ({exc})") from exc
         fmt = logparse.detect_format(logical_name(path), head)
         if fmt is None:
@@ -239,10 +279,13 @@ def _load_log(
                 batch.append(item.event)
                 if len(batch) >= BATCH:
                     flush()
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             # A truncated compressed stream: keep what decoded, and say where it stopped.
             case.add_problem("ingest", "truncated_log", f"{path}: stream ended early ({exc}); kept the lines before it",
                              input_id=input_id, path=str(path))
+    if parsed == 0 and skipped == 0:
+        case.add_problem("ingest", "empty_log", f"{path}: no events in it (an empty file, or a header only)",
+                         input_id=input_id, path=str(path))
     for message in _check_field_map(path, field_map, usage, parsed, skipped):
         case.add_problem("ingest", "field_map_unmatched", message, input_id=input_id, path=str(path))
     flush()
@@ -252,7 +295,9 @@ def _load_log(
 def _check_field_map(path: Path, field_map: dict[str, str], usage: logparse.MapUsage, parsed: int, skipped: int) -> list[str]:
     """A mapped path that matched nothing, where the canonical name did not fill in, is a typo:
     fatal for a required field, a warning for an optional one (its events lack that field)."""
-    warnings = []
+    warnings: list[str] = []
+    if parsed == 0 and skipped == 0:
+        return warnings  # an empty file says nothing about the map; it is reported as empty
     for name, dotted in field_map.items():
         if usage.hits.get(name) or usage.canonical_hits.get(name):
             continue
@@ -280,14 +325,28 @@ def ingest_references(case: Case, sources: Iterable[str | Path], progress: Progr
 
 def _ingest_archives(case: Case, sources: Iterable[str | Path], kind: str, role: str, progress: Progress | None) -> IngestStats:
     total = IngestStats()
-    for path in _archive_sources(sources, f"{role} archive"):
+    paths, unread = _archive_sources(sources, f"{role} archive", case.path)
+    for folder, names in unread:
+        _note_once(case, "file_not_read", str(folder),
+                   f"{folder}: holds archives, so only they were read; {len(names)} other file(s) beside them were "
+                   f"not (e.g. {', '.join(names[:3])}); give them as an input of their own")
+    for path in paths:
         total.add(_guarded(case, kind, path, lambda input_id, p=path: _load_frames(case, p, input_id, role, progress)))
     return total
 
 
-def _archive_sources(sources: Iterable[str | Path], what: str) -> list[Path]:
-    """Archives are files; a folder is an archive itself unless it holds archives."""
+def _note_once(case: Case, kind: str, path: str, message: str) -> None:
+    """A problem that belongs to no input: recorded once, so reruns give the same report."""
+    if not case.count("problems", "kind = ? and message = ?", [kind, message]):
+        case.add_problem("ingest", kind, message, path=path)
+
+
+def _archive_sources(sources: Iterable[str | Path], what: str,
+                     case_path: Path | None = None) -> tuple[list[Path], list[tuple[Path, list[str]]]]:
+    """Archives are files; a folder is an archive itself unless it holds archives. Also returns,
+    per folder of archives, the other files in it, which are not read and must be said so."""
     paths: list[Path] = []
+    unread: list[tuple[Path, list[str]]] = []
     for src in sources:
         path = Path(src)
         if not path.exists():
@@ -296,11 +355,15 @@ def _archive_sources(sources: Iterable[str | Path], what: str) -> list[Path]:
             inner = sorted(p for p in path.iterdir() if p.is_file() and _looks_like_archive(p))
             if inner:
                 paths.extend(inner)
+                others = [name for name, file, _ in archives.walk_dir(path, case_path)
+                          if file not in inner and not any(part.startswith(".") for part in PurePosixPath(name).parts)]
+                if others:
+                    unread.append((path, others))
                 continue
-            if not any(p.is_file() for p in path.rglob("*")):
+            if not archives.walk_dir(path, case_path):
                 raise InputError(f"{path}: {what} folder is empty")
         paths.append(path)
-    return paths
+    return paths, unread
 
 
 def _looks_like_archive(path: Path) -> bool:
@@ -312,7 +375,19 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
     manifest: dict[str, dict] = {}
     pending: list[dict[str, Any]] = []
     skipped = 0
-    for member in archives.iter_members(path):
+
+    def problem(kind: str, message: str, member: str | None) -> None:
+        case.add_problem("ingest", kind, message, input_id=input_id, path=str(path), member=member or None)
+
+    for member in archives.iter_members(path, exclude=case.path):
+        if member.skipped:
+            skipped += 1
+            where = f"{path}!{member.name}" if member.name else str(path)
+            problem(member.problem, f"{where}: {member.reason}, skipped", member.name)
+            continue
+        unsafe = archives.unsafe_path(member.name)
+        if unsafe:
+            problem("unsafe_member_path", f"{path}!{member.name}: {unsafe}; read in memory only, never extracted", member.name)
         if archives.is_manifest(member.name):
             rows, bad = archives.parse_manifest(member.data, f"{path}!{member.name}")
             manifest.update(rows)
@@ -321,20 +396,26 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
                 case.add_problem("ingest", "malformed_manifest_line", message, input_id=input_id,
                                  path=str(path), member=member.name, line=line)
             continue
-        reason = None
-        if not member.data:
-            reason = "empty file"
-        elif archives.image_kind(member.data) is None:
-            reason = "not an image"
-        if reason:
+        try:
+            data = member.data
+        except OSError as exc:
             skipped += 1
-            case.add_problem("ingest", "not_an_image", f"{path}!{member.name}: {reason}, skipped",
-                             input_id=input_id, path=str(path), member=member.name)
+            problem("unreadable_member", f"{path}!{member.name}: unreadable ({exc}), skipped", member.name)
             continue
+        reason = _not_an_image(data)
+        if reason:
+            if PurePosixPath(member.name).suffix.lower() in archives.IMAGE_SUFFIXES:
+                # Named like an image: keep it as a frame, so the fingerprint stage records it as
+                # undecodable and the deliveries of its key are reported as unattributed, with why.
+                problem("not_an_image", f"{path}!{member.name}: {reason}; kept as an undecodable frame", member.name)
+            else:
+                skipped += 1
+                problem("not_an_image", f"{path}!{member.name}: {reason}, skipped", member.name)
+                continue
         pending.append({
             "member": member.name,
-            "size": len(member.data),
-            "sha256": hashlib.sha256(member.data).hexdigest(),
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
         })
         if progress:
             progress(1)
@@ -347,6 +428,11 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
         row = archives.manifest_lookup(manifest, item["member"]) if manifest else None
         if role == "snapshot":
             key = str(row["snapshot"]) if row and row.get("snapshot") else archives.member_key(item["member"])
+            if not key.strip():
+                skipped += 1
+                case.add_problem("ingest", "member_without_key", f"{path}!{item['member']}: no file name to use as a "
+                                 "snapshot key, skipped", input_id=input_id, path=str(path), member=item["member"])
+                continue
             frame_id, ref_device, snapshot = f"s:{key}", None, key
         else:
             device = (row or {}).get("device_id") or _parent_folder(item["member"])
@@ -377,6 +463,19 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
         items += 1
     case.table("frames").insert_all(rows, batch_size=BATCH)
     return items, duplicates, skipped
+
+
+def _not_an_image(data: bytes) -> str | None:
+    """Why a member's bytes are not an image, or None when its magic bytes say it is one."""
+    if not data:
+        return "empty file"
+    if archives.image_kind(data) is not None:
+        return None
+    nested = archives.archive_magic(data)
+    if nested:
+        return (f"an archive ({nested}) inside the archive; nested archives are not opened: unpack it and give "
+                "it as an input of its own")
+    return "not an image"
 
 
 def _parent_folder(name: str) -> str | None:

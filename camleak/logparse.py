@@ -102,6 +102,8 @@ def canonicalise(record: dict[str, Any], field_map: dict[str, str], usage: MapUs
             continue
         if isinstance(value, (dict, list)):
             raise ValueError(f"field {name!r} holds a {type(value).__name__}, not a value")
+        if isinstance(value, bool):
+            raise ValueError(f"field {name!r} holds a boolean, not a value")
         out[name] = value
     missing = [name for name in REQUIRED_FIELDS if out[name] is None]
     if missing:
@@ -138,10 +140,52 @@ def detect_format(name: str, head: bytes) -> str | None:
     return None
 
 
+# A line may carry a large payload (an embedded thumbnail, a stack trace), but a "line" past
+# this size is a file without line breaks or a hostile one: it is counted, never held whole.
+MAX_LINE_BYTES = 16 << 20
+
+
+def read_lines(stream: IO[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) for each line; None for a line longer than `limit`, read past in
+    pieces so memory stays bounded. A UTF-16 file (by its BOM) is read as UTF-8."""
+    head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        stream = _utf16_as_utf8(stream)
+    number = 0
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(1 << 20)
+            yield number, None
+            continue
+        yield number, line
+
+
+def _utf16_as_utf8(stream: IO[bytes]) -> IO[bytes]:
+    text = io.TextIOWrapper(stream, encoding="utf-16", errors="surrogateescape", newline="")
+
+    class _Lines(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readline(self, size: int = -1) -> bytes:  # type: ignore[override]
+            return text.readline(size if size is None or size < 0 else max(1, size // 2)).encode(
+                "utf-8", "surrogateescape")
+
+    return _Lines()  # type: ignore[return-value]
+
+
 def iter_jsonl(
     stream: IO[bytes], field_map: dict[str, str], usage: MapUsage
 ) -> Iterator[ParsedLine]:
-    for number, raw in enumerate(stream, start=1):
+    for number, raw in read_lines(stream):
+        if raw is None:
+            yield ParsedLine(number, error=f"line longer than {MAX_LINE_BYTES >> 20} MiB, skipped")
+            continue
         if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
         if not raw.strip():
@@ -154,7 +198,10 @@ def iter_jsonl(
         try:
             record = json.loads(text)
         except ValueError as exc:
-            yield ParsedLine(number, error=f"not JSON ({exc.msg})", raw=_preview(raw))
+            yield ParsedLine(number, error=f"not JSON ({getattr(exc, 'msg', None) or exc})", raw=_preview(raw))
+            continue
+        except RecursionError:
+            yield ParsedLine(number, error="not usable JSON (nested too deeply)", raw=_preview(raw))
             continue
         if not isinstance(record, dict):
             yield ParsedLine(number, error="not a JSON object", raw=_preview(raw))
@@ -166,11 +213,16 @@ def iter_jsonl(
 
 
 def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> Iterator[ParsedLine]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+    head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+    encoding = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    text = io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
     reader = csv.reader(text)
     try:
         header = next(reader)
     except StopIteration:
+        return
+    except csv.Error as exc:
+        yield ParsedLine(1, error=f"bad CSV header ({exc})")
         return
     header = [name.strip() for name in header]
     while True:
@@ -191,6 +243,9 @@ def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> I
                 raw=_preview(",".join(row)),
             )
             continue
+        if not is_utf8(row):
+            yield ParsedLine(number, error="not UTF-8", raw=_preview(",".join(row).encode("utf-8", "surrogateescape")))
+            continue
         record = dict(zip(header, row))
         try:
             yield ParsedLine(number, event=canonicalise(record, field_map, usage))
@@ -198,8 +253,19 @@ def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> I
             yield ParsedLine(number, error=str(exc), raw=_preview(",".join(row)))
 
 
+def is_utf8(cells: list[str]) -> bool:
+    """False when the row holds bytes that were not UTF-8 (kept as surrogate escapes)."""
+    try:
+        "".join(cells).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def _preview(raw: bytes | str, limit: int = 300) -> str:
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="replace")
+    elif not is_utf8([raw]):
+        raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", errors="replace")
     raw = raw.rstrip("\r\n")
     return raw if len(raw) <= limit else raw[:limit] + "…"
