@@ -22,7 +22,8 @@ import httpx
 import tenacity
 
 from ..errors import InputError
-from .spec import SECRET_PARAMS, redact_url
+from ..redact import is_secret_param
+from .spec import redact_url
 
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
@@ -173,7 +174,7 @@ def auth_for(url: str, env: dict[str, str] | None = None) -> tuple[str, httpx.Au
     headers: dict[str, str] = {}
     if userinfo is not None:
         return clean, httpx.BasicAuth(*userinfo), headers
-    if any(k.lower() in SECRET_PARAMS for k, _ in parse_qsl(urlsplit(url).query)):
+    if any(is_secret_param(k) for k, _ in parse_qsl(urlsplit(url).query)):
         return clean, None, headers  # a signed URL carries its own authorisation; S3 refuses a second
     token = env.get("CAMLEAK_BEARER_TOKEN")
     if token:

@@ -17,19 +17,12 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import InputError
+from ..redact import is_secret_param
 
 LOG_STORES = {"es": "es", "elasticsearch": "es", "opensearch": "opensearch", "loki": "loki",
               "gcl": "gcl", "clickhouse": "clickhouse", "ch": "clickhouse"}
 READABLE = "{}\"'/:,=*()<>!~|@$;[] "
 _SPEC = re.compile(r"^(?P<store>[a-z]+)\+(?P<scheme>https?)://", re.IGNORECASE)
-
-# Query parameters that carry credentials or signatures (S3/GCS/Azure signed URLs, API keys).
-SECRET_PARAMS = {
-    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
-    "x-goog-credential", "signature", "sig", "awsaccesskeyid", "googleaccessid", "policy",
-    "token", "access_token", "id_token", "api_key", "apikey", "key", "password", "pass",
-    "passwd", "secret", "auth", "authorization", "x-ms-signature", "code", "session",
-}
 
 
 @dataclass(frozen=True)
@@ -48,7 +41,7 @@ class SourceSpec:
         if self.kind == "http":
             return redact_url(self.url)
         # Readable (a label for people and the pulls table), yet unambiguous: & # % + stay escaped.
-        query = urlencode(sorted((k, v) for k, v in self.params.items() if k.lower() not in SECRET_PARAMS),
+        query = urlencode(sorted((k, v) for k, v in self.params.items() if not is_secret_param(k)),
                           safe=READABLE, quote_via=quote)
         base = redact_url(self.url)
         return prefix + base + (f"?{query}" if query else "")
@@ -98,7 +91,7 @@ def redact_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     netloc = host + (f":{parts.port}" if parts.port else "")
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SECRET_PARAMS]
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not is_secret_param(k)]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
 
 
