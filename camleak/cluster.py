@@ -1,15 +1,25 @@
 """Cluster stage: group frames by the camera they came from, from their hashes alone.
 
-The rule: two complete, informative frames are *neighbours* when both hash kinds agree (a
-256-bit pHash and a 64-bit dHash, each within its own threshold). A neighbour pair is *linked*
-when it is close (both within a tighter bar) or when a third frame is a neighbour of both;
-clusters are the connected components of the links. Single-link clustering over one threshold
-chains two homes together through one borderline pair; requiring two hash kinds, and
-corroboration by a shared neighbour for anything not clearly close, is what stops that.
+The rule, in two stages, each exact (the same groups as comparing every pair):
 
-Truncated frames never create links: each joins the one cluster whose frames match its decoded
-band (at least two of them, and no other cluster's), or none. Uninformative frames (near-black,
-flat) are left out entirely: they look alike across homes.
+1. *Cores*: frames whose 256-bit pHash is within `core_phash_max` bits (and dHash within
+   `core_dhash_max`) are linked, single-link. A static camera's frames are near-duplicates, so
+   most frames land in a core; every such pair is pure (two homes' frames are never that close).
+   These pairs are found by multi-index hashing: the pHash is cut into more 16-bit blocks than
+   the radius, so any close pair agrees exactly on one block, and only frames sharing a block
+   value are compared. Sub-quadratic: at a million frames a random block bucket holds ~15.
+2. *Joins*: every core is represented by a few exemplars (a greedy cover of its members), and
+   the exemplars plus the frames in no core are compared all-pairs under the looser rule: two
+   are *neighbours* when both hash kinds agree (pHash <= `phash_max`, dHash <= `dhash_max`); a
+   neighbour pair is linked when it is close (both within the tighter bar) or a third
+   representative neighbours both. Single-link over one loose threshold chains two homes
+   together through one borderline pair; two hash kinds and corroboration stop that. This stage
+   costs the square of the representatives, not of the frames.
+
+Clusters are the connected components of both stages' links. Truncated frames never create
+links: each joins the one cluster whose frames match its decoded band (at least two of them,
+and no other cluster's), or none. Uninformative frames (near-black, flat) are left out
+entirely: they look alike across homes.
 """
 
 from __future__ import annotations
@@ -28,6 +38,11 @@ from .casefile import Case
 
 @dataclass(frozen=True)
 class ClusterParams:
+    core_phash_max: int = 15  # stage 1 radius; must stay below the number of blocks (256/16 = 16)
+    core_dhash_max: int = 16
+    block_bits: int = 16  # multi-index block width (8 or 16)
+    exemplar_cover: int = 20  # every core member is within this of one of its core's exemplars...
+    exemplar_max: int = 8  # ...unless the core already has this many
     phash_max: int = 74  # of 256 bits: neighbours
     dhash_max: int = 22  # of 64 bits
     tight_phash_max: int = 59  # a neighbour pair this close is linked without corroboration
@@ -106,13 +121,131 @@ def components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.nda
     parts = list(pairs)
     rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-    graph = sparse.coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    # int32 weights: duplicate edges are summed, and a small type could wrap round to zero
+    graph = sparse.coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(n, n))
     return csgraph.connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def _blocks(hashes: np.ndarray, block_bits: int) -> np.ndarray:
+    """The hash cut into blocks of `block_bits` bits: (n, blocks) of uint8 or uint16."""
+    dtype = {8: np.uint8, 16: np.uint16}[block_bits]
+    return np.ascontiguousarray(hashes).view(dtype)
+
+
+def _checked(left: np.ndarray, right: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
+             params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs that are within the core radius of both hash kinds."""
+    near = distances(dhash[left], dhash[right]) <= params.core_dhash_max
+    left, right = left[near], right[near]
+    near = distances(phash[left], phash[right]) <= params.core_phash_max
+    return left[near], right[near]
+
+
+def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
+               budget: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs within the core radius, by multi-index hashing; enough of them for exact components.
+
+    Any pair within r bits of each other agrees exactly on at least one of r+1 blocks, so only
+    frames sharing a block value are compared. A huge bucket (a camera's near-duplicates share
+    blocks) would still be quadratic, so: pass 1 links each frame to the first frame of each of
+    its buckets; pass 2 compares only the pairs of a bucket that pass 1 left in different
+    components (a pair already connected cannot change the components). The result has every
+    close pair or a path standing in for it: the components equal brute force's.
+    """
+    n = len(phash)
+    blocks = _blocks(phash, params.block_bits)
+    if params.core_phash_max >= blocks.shape[1]:
+        raise ValueError(f"core_phash_max {params.core_phash_max} needs more than {blocks.shape[1]} blocks "
+                         f"of {params.block_bits} bits: exactness would be lost")
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    if n < 2:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    for j in range(blocks.shape[1]):
+        order = np.argsort(blocks[:, j], kind="stable")
+        key = blocks[order, j]
+        new_bucket = np.r_[True, key[1:] != key[:-1]]
+        leader = order[np.nonzero(new_bucket)[0][np.cumsum(new_bucket) - 1]]
+        follower = leader != order
+        found.append(_checked(leader[follower], order[follower], phash, dhash, params))
+    labels = components(n, found)
+    for j in range(blocks.shape[1]):
+        order = np.lexsort((labels, blocks[:, j]))
+        key, lab = blocks[order, j], labels[order]
+        new_bucket = np.r_[True, key[1:] != key[:-1]]
+        new_run = new_bucket | np.r_[True, lab[1:] != lab[:-1]]
+        bucket_end = np.r_[np.nonzero(new_bucket)[0][1:], n][np.cumsum(new_bucket) - 1]
+        run_end = np.r_[np.nonzero(new_run)[0][1:], n][np.cumsum(new_run) - 1]
+        counts = bucket_end - run_end  # partners of each position: the later runs of its bucket
+        positions = np.nonzero(counts)[0]
+        if not len(positions):
+            continue
+        cumulative = np.cumsum(counts[positions])
+        cuts = np.searchsorted(cumulative, np.arange(budget, int(cumulative[-1]), budget))
+        for part in np.split(positions, cuts):
+            if not len(part):
+                continue
+            c = counts[part]
+            total = int(c.sum())
+            offsets = np.repeat(np.cumsum(c) - c, c)
+            left = np.repeat(part, c)
+            right = np.repeat(run_end[part], c) + (np.arange(total) - offsets)
+            found.append(_checked(order[left], order[right], phash, dhash, params))
+    rows = np.concatenate([f[0] for f in found])
+    cols = np.concatenate([f[1] for f in found])
+    return rows, cols
+
+
+def exemplars(labels: np.ndarray, phash: np.ndarray, params: ClusterParams) -> np.ndarray:
+    """Sorted indices of each core's exemplars: its first frame, then greedily the member farthest
+    from all exemplars so far, until every member is within `exemplar_cover` or the core has
+    `exemplar_max` of them."""
+    n = len(labels)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")
+    lab = labels[order]
+    new_group = np.r_[True, lab[1:] != lab[:-1]]
+    starts = np.nonzero(new_group)[0]
+    group = np.cumsum(new_group) - 1
+    chosen = [order[starts]]
+    nearest = distances(phash[order], phash[order[starts]][group])
+    for _ in range(params.exemplar_max - 1):
+        widest = np.maximum.reduceat(nearest, starts)
+        needs = widest > params.exemplar_cover
+        if not needs.any():
+            break
+        candidates = np.nonzero((nearest == widest[group]) & needs[group])[0]
+        firsts = candidates[np.r_[True, group[candidates][1:] != group[candidates][:-1]]]
+        exemplar_of = np.full(len(starts), -1, dtype=np.int64)
+        exemplar_of[group[firsts]] = order[firsts]
+        chosen.append(order[firsts])
+        update = np.nonzero(needs[group])[0]
+        nearest[update] = np.minimum(nearest[update], distances(phash[order[update]], phash[exemplar_of[group[update]]]))
+    return np.sort(np.concatenate(chosen))
+
+
+@dataclass
+class Clustering:
+    labels: np.ndarray  # component label per frame
+    cores: int  # stage-1 components
+    representatives: int  # exemplars compared all-pairs in stage 2
+
+
+def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> Clustering:
+    """The two-stage rule (see the module docstring) over hash rows."""
+    n = len(phash)
+    core = core_pairs(phash, dhash, params)
+    cores = components(n, [core])
+    reps = exemplars(cores, phash, params)
+    joins = [(reps[r], reps[c]) for r, c in link_pairs(phash[reps], dhash[reps], params)]
+    return Clustering(components(n, [core, *joins]), int(cores.max(initial=-1) + 1), len(reps))
 
 
 @dataclass
 class ClusterStats:
     core_frames: int = 0
+    cores: int = 0
+    representatives: int = 0
     clusters: int = 0
     multi_frame_clusters: int = 0
     band_assigned: int = 0
@@ -138,7 +271,9 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
 
     phash = hex_to_words(r["phash"] for r in core)
     dhash = hex_to_words(r["dhash"] for r in core)
-    labels = components(len(core), link_pairs(phash, dhash, params))
+    clustering = cluster_labels(phash, dhash, params)
+    labels = clustering.labels
+    stats.cores, stats.representatives = clustering.cores, clustering.representatives
 
     # Stable cluster ids: components ordered by their first frame id.
     order: dict[int, int] = {}
