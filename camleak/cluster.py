@@ -70,23 +70,50 @@ def hex_to_words(values: Iterable[str]) -> np.ndarray:
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamming distances between hash rows a[i] and b[i] (broadcasting)."""
-    return np.bitwise_count(a ^ b).sum(axis=-1, dtype=np.int64)
+    """Hamming distances between hash rows a[i] and b[i] (broadcasting), as int16.
+
+    Words are added one at a time: numpy's reduction over a short last axis is several times
+    slower than a few vector additions."""
+    counts = np.bitwise_count(a ^ b)
+    total = counts[..., 0].astype(np.int16)
+    for word in range(1, counts.shape[-1]):
+        total += counts[..., word]
+    return total
 
 
 def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """All pairs (i < j) within both thresholds with their distances, in chunks of rows.
 
-    The short dHash screens every pair; the long pHash is compared only where dHash agreed.
+    The short dHash screens every pair of the upper triangle; the long pHash is compared only
+    where dHash agreed. Chunks are sized by element count and reuse one buffer, so memory stays
+    flat and the screen runs at popcount speed rather than at page-fault speed.
     """
     phash_max, dhash_max = params.phash_max, params.dhash_max
     n = len(phash)
-    for start in range(0, n, params.chunk):
-        stop = min(n, start + params.chunk)
-        dd = distances(dhash[start:stop, None, :], dhash[None, :, :])
-        rows, cols = np.nonzero(dd <= dhash_max)
-        d_near = dd[rows, cols]
+    rows_per = max(1, min(params.chunk, (1 << 22) // max(1, n)))
+    single = dhash.shape[1] == 1
+    if single:
+        words = np.ascontiguousarray(dhash[:, 0])
+        xor_buffer = np.empty(rows_per * n, dtype=np.uint64)
+        count_buffer = np.empty(rows_per * n, dtype=np.uint8)
+        near_buffer = np.empty(rows_per * n, dtype=bool)
+    for start in range(0, n - 1, rows_per):
+        stop = min(n, start + rows_per)
+        width = n - start - 1  # columns start+1 .. n-1: row i only needs columns after it
+        size = (stop - start) * width
+        if single:  # contiguous views of flat buffers: no page faults, and a fast flatnonzero
+            x = np.bitwise_xor(words[start:stop, None], words[None, start + 1:],
+                               out=xor_buffer[:size].reshape(stop - start, width))
+            dd = np.bitwise_count(x, out=count_buffer[:size].reshape(stop - start, width))
+            near = np.less_equal(dd, dhash_max, out=near_buffer[:size].reshape(stop - start, width))
+        else:
+            dd = distances(dhash[start:stop, None, :], dhash[None, start + 1:, :])
+            near = dd <= dhash_max
+        flat = np.flatnonzero(near)
+        rows, cols = np.divmod(flat, width)
+        d_near = dd.reshape(-1)[flat].astype(np.int64)
         rows = rows + start
+        cols = cols + start + 1
         keep = cols > rows
         rows, cols, d_near = rows[keep], cols[keep], d_near[keep]
         dp = distances(phash[rows], phash[cols])
@@ -132,12 +159,18 @@ def _blocks(hashes: np.ndarray, block_bits: int) -> np.ndarray:
     return np.ascontiguousarray(hashes).view(dtype)
 
 
-def _checked(left: np.ndarray, right: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
+def _checked(left: np.ndarray, right: np.ndarray, order: np.ndarray, phash: np.ndarray, sorted_dhash: np.ndarray,
              params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
-    """The candidate pairs that are within the core radius of both hash kinds."""
-    near = distances(dhash[left], dhash[right]) <= params.core_dhash_max
-    left, right = left[near], right[near]
-    near = distances(phash[left], phash[right]) <= params.core_phash_max
+    """Frame pairs within the core radius of both hash kinds, from candidate positions in a
+    block's sorted order. The dHash screen reads the block-sorted copy, so its gathers walk
+    memory almost in sequence; the pHash is read only for the few pairs that pass it."""
+    if sorted_dhash.ndim == 1:
+        d = np.bitwise_count(sorted_dhash[left] ^ sorted_dhash[right])
+    else:
+        d = distances(sorted_dhash[left], sorted_dhash[right])
+    near = np.nonzero(d <= params.core_dhash_max)[0]
+    left, right = order[left[near]], order[right[near]]
+    near = np.nonzero(distances(phash[left], phash[right]) <= params.core_phash_max)[0]
     return left[near], right[near]
 
 
@@ -158,18 +191,21 @@ def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
         raise ValueError(f"core_phash_max {params.core_phash_max} needs more than {blocks.shape[1]} blocks "
                          f"of {params.block_bits} bits: exactness would be lost")
     found: list[tuple[np.ndarray, np.ndarray]] = []
+    if dhash.shape[1] == 1:
+        dhash = np.ascontiguousarray(dhash[:, 0])
     if n < 2:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     for j in range(blocks.shape[1]):
         order = np.argsort(blocks[:, j], kind="stable")
         key = blocks[order, j]
         new_bucket = np.r_[True, key[1:] != key[:-1]]
-        leader = order[np.nonzero(new_bucket)[0][np.cumsum(new_bucket) - 1]]
-        follower = leader != order
-        found.append(_checked(leader[follower], order[follower], phash, dhash, params))
+        leader = np.nonzero(new_bucket)[0][np.cumsum(new_bucket) - 1]
+        follower = np.nonzero(leader != np.arange(n))[0]
+        found.append(_checked(leader[follower], follower, order, phash, dhash[order], params))
     labels = components(n, found)
     for j in range(blocks.shape[1]):
-        order = np.lexsort((labels, blocks[:, j]))
+        combined = (blocks[:, j].astype(np.int64) << 32) | labels
+        order = np.argsort(combined)
         key, lab = blocks[order, j], labels[order]
         new_bucket = np.r_[True, key[1:] != key[:-1]]
         new_run = new_bucket | np.r_[True, lab[1:] != lab[:-1]]
@@ -179,6 +215,7 @@ def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
         positions = np.nonzero(counts)[0]
         if not len(positions):
             continue
+        sorted_d = dhash[order]
         cumulative = np.cumsum(counts[positions])
         cuts = np.searchsorted(cumulative, np.arange(budget, int(cumulative[-1]), budget))
         for part in np.split(positions, cuts):
@@ -189,7 +226,7 @@ def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
             offsets = np.repeat(np.cumsum(c) - c, c)
             left = np.repeat(part, c)
             right = np.repeat(run_end[part], c) + (np.arange(total) - offsets)
-            found.append(_checked(order[left], order[right], phash, dhash, params))
+            found.append(_checked(left, right, order, phash, sorted_d, params))
     rows = np.concatenate([f[0] for f in found])
     cols = np.concatenate([f[1] for f in found])
     return rows, cols
