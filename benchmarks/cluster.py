@@ -1,6 +1,8 @@
 """Clustering time and memory for 10^4 .. 10^6 fingerprints, and exactness against brute force.
 
-The fingerprints are synthetic but shaped like real cameras: many cameras with heavy-tailed
+The rule is camleak's three stages (cores by multi-index hashing, corroborated joins between
+core exemplars, strays attached as leaves); the brute-force reference differs only in finding
+the cores by comparing every pair. The fingerprints are synthetic but shaped like real cameras: many cameras with heavy-tailed
 frame counts, one or two modes each (day and night, ~60 pHash bits apart), every frame a noisy
 near-duplicate of its mode, plus a share of random frames that match nothing. On the smaller
 sizes the same rule is also computed by brute force (every pair compared, no index) and the
@@ -19,7 +21,8 @@ import tracemalloc
 
 import numpy as np
 
-from camleak.cluster import DEFAULT_CLUSTER_PARAMS, ClusterParams, cluster_labels, components, distances, exemplars, link_pairs
+from camleak.cluster import (DEFAULT_CLUSTER_PARAMS, ClusterParams, attach_singletons, cluster_labels, components, distances,
+                            exemplars, link_pairs)
 
 
 def _flip(rng: np.random.Generator, modes: np.ndarray, rate: np.ndarray, bits: int) -> np.ndarray:
@@ -72,7 +75,7 @@ def brute_force(ph: np.ndarray, dh: np.ndarray, params: ClusterParams, chunk: in
     core = (np.concatenate(rows), np.concatenate(cols))
     reps = exemplars(components(n, [core]), ph, params)
     joins = [(reps[r], reps[c]) for r, c in link_pairs(ph[reps], dh[reps], params)]
-    return components(n, [core, *joins])
+    return attach_singletons(components(n, [core, *joins]), reps, ph, dh, params)[0]
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

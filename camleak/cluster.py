@@ -48,6 +48,9 @@ class ClusterParams:
     tight_phash_max: int = 59  # a neighbour pair this close is linked without corroboration
     tight_dhash_max: int = 17
     min_common: int = 1  # otherwise it needs this many shared neighbours
+    attach_max: int = 180  # a frame left alone joins the nearest cluster within this score...
+    attach_margin: int = 24  # ...when every other cluster scores at least this much worse
+    attach_dhash_weight: int = 4  # score = pHash distance + this x dHash distance (256 vs 64 bits)
     band_phash_max: int = 56  # a truncated frame's band must match this closely...
     band_dhash_max: int = 18
     band_min_support: int = 2  # ...with this many frames, all of one cluster
@@ -266,16 +269,89 @@ class Clustering:
     labels: np.ndarray  # component label per frame
     cores: int  # stage-1 components
     representatives: int  # exemplars compared all-pairs in stage 2
+    attached: np.ndarray  # frames that joined their cluster in stage 3 (as leaves)
 
 
 def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> Clustering:
-    """The two-stage rule (see the module docstring) over hash rows."""
+    """The three-stage rule (see the module docstring) over hash rows."""
     n = len(phash)
     core = core_pairs(phash, dhash, params)
     cores = components(n, [core])
     reps = exemplars(cores, phash, params)
     joins = [(reps[r], reps[c]) for r, c in link_pairs(phash[reps], dhash[reps], params)]
-    return Clustering(components(n, [core, *joins]), int(cores.max(initial=-1) + 1), len(reps))
+    labels = components(n, [core, *joins])
+    labels, attached = attach_singletons(labels, reps, phash, dhash, params)
+    return Clustering(labels, int(cores.max(initial=-1) + 1), len(reps), attached)
+
+
+def attach_singletons(labels: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
+                      params: ClusterParams, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 3: each frame still alone joins the cluster whose representatives are clearly nearest.
+
+    The score is pHash distance + weight x dHash distance to a cluster's nearest representative;
+    the frame joins when the best score is within `attach_max` and every other cluster is at
+    least `attach_margin` further. It joins as a leaf: it links nothing else, so it cannot chain
+    two clusters together. Cost: frames alone x representatives, not frames squared.
+    """
+    labels = labels.copy()
+    attached = np.zeros(len(labels), dtype=bool)
+    sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+    alone = np.nonzero(sizes[labels] == 1)[0]
+    targets = reps[sizes[labels[reps]] > 1]
+    if not len(alone) or not len(targets):
+        return labels, attached
+    targets = targets[np.argsort(labels[targets], kind="stable")]
+    target_labels = labels[targets]
+    starts = np.nonzero(np.r_[True, target_labels[1:] != target_labels[:-1]])[0]
+    cluster_of_group = target_labels[starts]
+    group_of_target = np.cumsum(np.r_[True, target_labels[1:] != target_labels[:-1]]) - 1
+    # word columns as contiguous 1-D arrays: 2-D popcounts over them are much faster than 3-D ones
+    tp = [np.ascontiguousarray(phash[targets, w]) for w in range(phash.shape[1])]
+    td = [np.ascontiguousarray(dhash[targets, w]) for w in range(dhash.shape[1])]
+    weight = np.int16(params.attach_dhash_weight)
+    # buffers reused across chunks: fresh multi-megabyte temporaries cost more in page faults
+    xor = np.empty((chunk, len(targets)), dtype=np.uint64)
+    count = np.empty((chunk, len(targets)), dtype=np.uint8)
+    total = np.empty((chunk, len(targets)), dtype=np.int16)
+    for begin in range(0, len(alone), chunk):
+        rows = alone[begin:begin + chunk]
+        k = len(rows)
+        x, c, score = xor[:k], count[:k], total[:k]
+        score.fill(0)
+        for w, column in enumerate(td):
+            np.bitwise_count(np.bitwise_xor(dhash[rows, w, None], column[None, :], out=x), out=c)
+            np.add(score, c, out=score)
+        np.multiply(score, weight, out=score)
+        for w, column in enumerate(tp):
+            if w == 2:  # words only add: a row already past attach_max everywhere cannot attach
+                alive = score.min(axis=1) <= params.attach_max
+                if not alive.any():
+                    break
+                if not alive.all():
+                    rows, k = rows[alive], int(alive.sum())
+                    x, c = xor[:k], count[:k]
+                    total[:k] = score[alive]
+                    score = total[:k]
+            np.bitwise_count(np.bitwise_xor(phash[rows, w, None], column[None, :], out=x), out=c)
+            np.add(score, c, out=score)
+        else:
+            _attach_rows(rows, score, group_of_target, cluster_of_group, labels, attached, params)
+
+    return labels, attached
+
+
+def _attach_rows(rows: np.ndarray, score: np.ndarray, group_of_target: np.ndarray, cluster_of_group: np.ndarray,
+                 labels: np.ndarray, attached: np.ndarray, params: ClusterParams) -> None:
+    """Join the rows whose best cluster is within reach and clearly ahead of the runner-up
+    (the best score over representatives of any other cluster)."""
+    nearest = np.argmin(score, axis=1)
+    best = score[np.arange(len(rows)), nearest].astype(np.int32)
+    best_group = group_of_target[nearest]
+    others = np.where(group_of_target[None, :] == best_group[:, None], np.iinfo(np.int16).max, score)
+    second = others.min(axis=1).astype(np.int32)
+    ok = (best <= params.attach_max) & (second - best >= params.attach_margin)
+    labels[rows[ok]] = cluster_of_group[best_group[ok]]
+    attached[rows[ok]] = True
 
 
 @dataclass
@@ -283,6 +359,7 @@ class ClusterStats:
     core_frames: int = 0
     cores: int = 0
     representatives: int = 0
+    attached: int = 0
     clusters: int = 0
     multi_frame_clusters: int = 0
     band_assigned: int = 0
@@ -311,6 +388,7 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     clustering = cluster_labels(phash, dhash, params)
     labels = clustering.labels
     stats.cores, stats.representatives = clustering.cores, clustering.representatives
+    stats.attached = int(clustering.attached.sum())
 
     # Stable cluster ids: components ordered by their first frame id.
     order: dict[int, int] = {}
@@ -328,7 +406,8 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
         medoid, spread = _medoid(phash[idx], dhash[idx])
         medoid_of[cid] = idx[medoid]
         for pos, i in enumerate(idx):
-            assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": "hash", "distance": int(spread[pos])})
+            via = "nearest" if clustering.attached[i] else "hash"
+            assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": via, "distance": int(spread[pos])})
 
     if weak and core:
         band_p = hex_to_words(r["band_phash"] for r in core)
