@@ -48,12 +48,11 @@ class ClusterParams:
     tight_phash_max: int = 59  # a neighbour pair this close is linked without corroboration
     tight_dhash_max: int = 17
     min_common: int = 1  # otherwise it needs this many shared neighbours
-    attach_max: int = 180  # a frame left alone joins the nearest cluster within this score...
+    attach_max: int = 130  # a frame left alone joins the nearest cluster within this score...
     attach_margin: int = 24  # ...when every other cluster scores at least this much worse
     attach_dhash_weight: int = 4  # score = pHash distance + this x dHash distance (256 vs 64 bits)
-    band_phash_max: int = 56  # a truncated frame's band must match this closely...
-    band_dhash_max: int = 18
-    band_min_support: int = 2  # ...with this many frames, all of one cluster
+    band_reach: int = 130  # a truncated frame's band: the stage-3 rule on band hashes
+    band_margin: int = 24
     chunk: int = 1024
 
     def signature(self) -> str:
@@ -270,6 +269,7 @@ class Clustering:
     cores: int  # stage-1 components
     representatives: int  # exemplars compared all-pairs in stage 2
     attached: np.ndarray  # frames that joined their cluster in stage 3 (as leaves)
+    reps: np.ndarray  # indices of those exemplars
 
 
 def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> Clustering:
@@ -281,77 +281,72 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
     joins = [(reps[r], reps[c]) for r, c in link_pairs(phash[reps], dhash[reps], params)]
     labels = components(n, [core, *joins])
     labels, attached = attach_singletons(labels, reps, phash, dhash, params)
-    return Clustering(labels, int(cores.max(initial=-1) + 1), len(reps), attached)
+    return Clustering(labels, int(cores.max(initial=-1) + 1), len(reps), attached, reps)
 
 
 def attach_singletons(labels: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
-                      params: ClusterParams, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                      params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
     """Stage 3: each frame still alone joins the cluster whose representatives are clearly nearest.
 
-    The score is pHash distance + weight x dHash distance to a cluster's nearest representative;
-    the frame joins when the best score is within `attach_max` and every other cluster is at
-    least `attach_margin` further. It joins as a leaf: it links nothing else, so it cannot chain
-    two clusters together. Cost: frames alone x representatives, not frames squared.
+    It joins as a leaf: it links nothing else, so it cannot chain two clusters together.
+    Cost: frames alone x representatives, not frames squared.
     """
     labels = labels.copy()
     attached = np.zeros(len(labels), dtype=bool)
     sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
     alone = np.nonzero(sizes[labels] == 1)[0]
     targets = reps[sizes[labels[reps]] > 1]
-    if not len(alone) or not len(targets):
-        return labels, attached
-    targets = targets[np.argsort(labels[targets], kind="stable")]
-    target_labels = labels[targets]
-    starts = np.nonzero(np.r_[True, target_labels[1:] != target_labels[:-1]])[0]
-    cluster_of_group = target_labels[starts]
-    group_of_target = np.cumsum(np.r_[True, target_labels[1:] != target_labels[:-1]]) - 1
+    found = nearest_clusters(phash[alone], dhash[alone], phash[targets], dhash[targets], labels[targets],
+                             params.attach_max, params.attach_margin, params.attach_dhash_weight)
+    labels[alone[found >= 0]] = found[found >= 0]
+    attached[alone[found >= 0]] = True
+    return labels, attached
+
+
+def nearest_clusters(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndarray, target_d: np.ndarray,
+                     target_labels: np.ndarray, reach: int, margin: int, weight: int,
+                     chunk: int = 256) -> np.ndarray:
+    """For each query, the label of the cluster it clearly belongs to, or -1.
+
+    The score is pHash distance + weight x dHash distance to a cluster's nearest target; a query
+    belongs to the best cluster when that score is within `reach` and every other cluster's is
+    at least `margin` worse.
+    """
+    result = np.full(len(query_p), -1, dtype=np.int64)
+    if not len(query_p) or not len(target_p):
+        return result
+    order = np.argsort(target_labels, kind="stable")
+    target_p, target_d, target_labels = target_p[order], target_d[order], target_labels[order]
+    new_group = np.r_[True, target_labels[1:] != target_labels[:-1]]
+    cluster_of_group = target_labels[new_group]
+    group_of_target = np.cumsum(new_group) - 1
     # word columns as contiguous 1-D arrays: 2-D popcounts over them are much faster than 3-D ones
-    tp = [np.ascontiguousarray(phash[targets, w]) for w in range(phash.shape[1])]
-    td = [np.ascontiguousarray(dhash[targets, w]) for w in range(dhash.shape[1])]
-    weight = np.int16(params.attach_dhash_weight)
+    tp = [np.ascontiguousarray(target_p[:, w]) for w in range(target_p.shape[1])]
+    td = [np.ascontiguousarray(target_d[:, w]) for w in range(target_d.shape[1])]
     # buffers reused across chunks: fresh multi-megabyte temporaries cost more in page faults
-    xor = np.empty((chunk, len(targets)), dtype=np.uint64)
-    count = np.empty((chunk, len(targets)), dtype=np.uint8)
-    total = np.empty((chunk, len(targets)), dtype=np.int16)
-    for begin in range(0, len(alone), chunk):
-        rows = alone[begin:begin + chunk]
+    xor = np.empty((chunk, len(target_p)), dtype=np.uint64)
+    count = np.empty((chunk, len(target_p)), dtype=np.uint8)
+    total = np.empty((chunk, len(target_p)), dtype=np.int16)
+    biggest = np.iinfo(np.int16).max
+    for begin in range(0, len(query_p), chunk):
+        rows = np.arange(begin, min(len(query_p), begin + chunk))
         k = len(rows)
         x, c, score = xor[:k], count[:k], total[:k]
         score.fill(0)
         for w, column in enumerate(td):
-            np.bitwise_count(np.bitwise_xor(dhash[rows, w, None], column[None, :], out=x), out=c)
+            np.bitwise_count(np.bitwise_xor(query_d[rows, w, None], column[None, :], out=x), out=c)
             np.add(score, c, out=score)
-        np.multiply(score, weight, out=score)
+        np.multiply(score, np.int16(weight), out=score)
         for w, column in enumerate(tp):
-            if w == 2:  # words only add: a row already past attach_max everywhere cannot attach
-                alive = score.min(axis=1) <= params.attach_max
-                if not alive.any():
-                    break
-                if not alive.all():
-                    rows, k = rows[alive], int(alive.sum())
-                    x, c = xor[:k], count[:k]
-                    total[:k] = score[alive]
-                    score = total[:k]
-            np.bitwise_count(np.bitwise_xor(phash[rows, w, None], column[None, :], out=x), out=c)
+            np.bitwise_count(np.bitwise_xor(query_p[rows, w, None], column[None, :], out=x), out=c)
             np.add(score, c, out=score)
-        else:
-            _attach_rows(rows, score, group_of_target, cluster_of_group, labels, attached, params)
-
-    return labels, attached
-
-
-def _attach_rows(rows: np.ndarray, score: np.ndarray, group_of_target: np.ndarray, cluster_of_group: np.ndarray,
-                 labels: np.ndarray, attached: np.ndarray, params: ClusterParams) -> None:
-    """Join the rows whose best cluster is within reach and clearly ahead of the runner-up
-    (the best score over representatives of any other cluster)."""
-    nearest = np.argmin(score, axis=1)
-    best = score[np.arange(len(rows)), nearest].astype(np.int32)
-    best_group = group_of_target[nearest]
-    others = np.where(group_of_target[None, :] == best_group[:, None], np.iinfo(np.int16).max, score)
-    second = others.min(axis=1).astype(np.int32)
-    ok = (best <= params.attach_max) & (second - best >= params.attach_margin)
-    labels[rows[ok]] = cluster_of_group[best_group[ok]]
-    attached[rows[ok]] = True
+        nearest = np.argmin(score, axis=1)
+        best = score[np.arange(k), nearest].astype(np.int32)
+        best_group = group_of_target[nearest]
+        second = np.where(group_of_target[None, :] == best_group[:, None], biggest, score).min(axis=1).astype(np.int32)
+        ok = (best <= reach) & (second - best >= margin)
+        result[rows[ok]] = cluster_of_group[best_group[ok]]
+    return result
 
 
 @dataclass
@@ -363,7 +358,6 @@ class ClusterStats:
     clusters: int = 0
     multi_frame_clusters: int = 0
     band_assigned: int = 0
-    band_ambiguous: int = 0
     band_unmatched: int = 0
     left_out: int = 0
 
@@ -409,22 +403,24 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
             via = "nearest" if clustering.attached[i] else "hash"
             assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": via, "distance": int(spread[pos])})
 
-    if weak and core:
-        band_p = hex_to_words(r["band_phash"] for r in core)
-        band_d = hex_to_words(r["band_dhash"] for r in core)
-        for r in weak:
-            wp, wd = hex_to_words([r["band_phash"]])[0], hex_to_words([r["band_dhash"]])[0]
-            dp = distances(band_p, wp)
-            dd = distances(band_d, wd)
-            close = np.nonzero((dp <= params.band_phash_max) & (dd <= params.band_dhash_max))[0]
-            found = sorted(set(cluster_of[close].tolist()))
-            if len(found) == 1 and len(close) >= params.band_min_support:
-                stats.band_assigned += 1
-                assignments.append({"frame_id": r["frame_id"], "cluster_id": found[0], "via": "band", "distance": int(dp[close].min())})
-            elif len(found) > 1:
-                stats.band_ambiguous += 1
-            else:
+    # Truncated frames: their decoded band against the bands of the representatives of every
+    # multi-frame cluster, by the same clear-winner rule as stage 3 (as leaves, never links).
+    sizes = np.bincount(cluster_of) if len(cluster_of) else np.zeros(0, dtype=np.int64)
+    targets = clustering.reps[sizes[cluster_of[clustering.reps]] > 1] if weak else clustering.reps[:0]
+    if weak and len(targets):
+        target_p = hex_to_words(core[i]["band_phash"] for i in targets.tolist())
+        target_d = hex_to_words(core[i]["band_dhash"] for i in targets.tolist())
+        found = nearest_clusters(hex_to_words(r["band_phash"] for r in weak), hex_to_words(r["band_dhash"] for r in weak),
+                                 target_p, target_d, cluster_of[targets], params.band_reach, params.band_margin,
+                                 params.attach_dhash_weight)
+        for r, cid in zip(weak, found.tolist()):
+            if cid < 0:
                 stats.band_unmatched += 1
+                continue
+            stats.band_assigned += 1
+            medoid = core[medoid_of[cid]]
+            distance = int(distances(hex_to_words([medoid["band_phash"]])[0], hex_to_words([r["band_phash"]])[0]))
+            assignments.append({"frame_id": r["frame_id"], "cluster_id": cid, "via": "band", "distance": distance})
     else:
         stats.band_unmatched = len(weak)
 

@@ -200,40 +200,60 @@ def _fp(frame_id, phash=None, dhash=None, band=None, status="ok"):
             "band_phash": band[0] if band else phash, "band_dhash": band[1] if band else dhash}
 
 
-def test_truncated_frames_join_one_cluster_by_their_band_or_none(tmp_path):
+SMALL = dict(phash_max=4, dhash_max=4, tight_phash_max=4, tight_dhash_max=4, core_phash_max=2, block_bits=8,
+             attach_max=0, band_reach=12, band_margin=8)
+
+
+def _cluster(tmp_path, frames, params):
     case = Case(tmp_path / "case.db")
-    frames = [
-        _fp("s:a1", "0" * 16, "0" * 16, ("00000000000000ff", "0" * 16)),
-        _fp("s:a2", "0000000000000003", "0" * 16, ("00000000000000ff", "0" * 16)),
-        _fp("s:b1", "ffffffffffffffff", "f" * 16, ("ffffffffffffff00", "f" * 16)),
-        _fp("s:t-a", band=("00000000000000fe", "0" * 16)),  # matches a's band
-        _fp("s:t-x", band=("0f0f0f0f0f0f0f0f", "0f0f0f0f0f0f0f0f")),  # matches nothing
-        _fp("s:dark", "0" * 16, "0" * 16, status="uninformative"),
-    ]
     for row in frames:
         if row["phash"] is None:
             row.pop("phash"), row.pop("dhash")
     case.table("frames").insert_all([{"frame_id": f["frame_id"], "role": "snapshot", "snapshot": f["frame_id"][2:]} for f in frames])
     case.table("fingerprints").insert_all(frames, alter=True)
-    stats = cluster_case(case, ClusterParams(phash_max=4, dhash_max=4, tight_phash_max=4, tight_dhash_max=4,
-                                             band_phash_max=4, band_dhash_max=4, core_phash_max=2, block_bits=8))
-    got = {r["frame_id"]: (r["cluster_id"], r["via"]) for r in case.db.query("select * from frame_clusters")}
-    assert got["s:a1"][0] == got["s:a2"][0] != got["s:b1"][0]
+    stats = cluster_case(case, params)
+    return stats, {r["frame_id"]: (r["cluster_id"], r["via"]) for r in case.db.query("select * from frame_clusters")}
+
+
+def test_truncated_frames_join_one_cluster_by_their_band_or_none(tmp_path):
+    frames = [
+        _fp("s:a1", "0" * 16, "0" * 16, ("00000000000000ff", "0" * 16)),
+        _fp("s:a2", "0000000000000003", "0" * 16, ("00000000000000ff", "0" * 16)),
+        _fp("s:b1", "ffffffffffffffff", "f" * 16, ("ffffffffffffff00", "f" * 16)),
+        _fp("s:b2", "fffffffffffffff7", "f" * 16, ("ffffffffffffff00", "f" * 16)),
+        _fp("s:t-a", band=("00000000000000fe", "0" * 16)),  # matches a's band
+        _fp("s:t-x", band=("0f0f0f0f0f0f0f0f", "0f0f0f0f0f0f0f0f")),  # matches nothing
+        _fp("s:dark", "0" * 16, "0" * 16, status="uninformative"),
+    ]
+    stats, got = _cluster(tmp_path, frames, ClusterParams(**SMALL))
+    assert got["s:a1"][0] == got["s:a2"][0] != got["s:b1"][0] == got["s:b2"][0]
     assert got["s:t-a"] == (got["s:a1"][0], "band")
     assert "s:t-x" not in got and "s:dark" not in got
     assert (stats.band_assigned, stats.band_unmatched, stats.clusters) == (1, 1, 2)
 
 
-def test_a_truncated_frame_needs_two_matching_frames(tmp_path):
-    case = Case(tmp_path / "case.db")
+def test_a_truncated_frame_between_two_clusters_joins_neither(tmp_path):
     frames = [
-        _fp("s:a1", "0" * 16, "0" * 16, ("00000000000000ff", "0" * 16)),
-        _fp("s:a2", "0000000000000003", "0" * 16, ("ff00000000000000", "0" * 16)),
-        _fp("s:t-a", band=("00000000000000fe", "0" * 16)),  # matches a1's band only
+        _fp("s:a1", "0" * 16, "0" * 16, ("0" * 16, "0" * 16)),
+        _fp("s:a2", "0000000000000003", "0" * 16, ("0" * 16, "0" * 16)),
+        _fp("s:b1", "ffffffffffffffff", "f" * 16, ("000000000000000f", "0" * 16)),
+        _fp("s:b2", "fffffffffffffff7", "f" * 16, ("000000000000000f", "0" * 16)),
+        _fp("s:t-ab", band=("0000000000000003", "0" * 16)),  # 2 bits from a, 2 from b: no clear winner
     ]
-    frames[2].pop("phash"), frames[2].pop("dhash")
-    case.table("frames").insert_all([{"frame_id": f["frame_id"], "role": "snapshot", "snapshot": f["frame_id"][2:]} for f in frames])
-    case.table("fingerprints").insert_all(frames, alter=True)
-    params = ClusterParams(phash_max=4, dhash_max=4, tight_phash_max=4, tight_dhash_max=4, band_phash_max=4, band_dhash_max=4, core_phash_max=2, block_bits=8)
-    stats = cluster_case(case, params)
-    assert stats.band_assigned == 0 and stats.band_ambiguous == 0 and stats.band_unmatched == 1
+    stats, got = _cluster(tmp_path, frames, ClusterParams(**SMALL))
+    assert "s:t-ab" not in got and stats.band_unmatched == 1
+
+
+def test_a_frame_left_alone_joins_the_clearly_nearest_cluster_as_a_leaf(tmp_path):
+    frames = [
+        _fp("s:a1", "0" * 16, "0" * 16),
+        _fp("s:a2", "0000000000000003", "0" * 16),
+        _fp("s:b1", "ffffffffffffffff", "f" * 16),
+        _fp("s:b2", "fffffffffffffff7", "f" * 16),
+        _fp("s:near-a", "00000000000003ff", "0" * 16),  # 10 bits from a: no link, but clearly a's
+        _fp("s:far", "00000000ffffffff", "00000000ffffffff"),  # halfway: stays alone
+    ]
+    stats, got = _cluster(tmp_path, frames, ClusterParams(**(SMALL | dict(attach_max=12, attach_margin=8))))
+    assert got["s:near-a"] == (got["s:a1"][0], "nearest")
+    assert got["s:far"][0] not in {got["s:a1"][0], got["s:b1"][0]}
+    assert stats.attached == 1
