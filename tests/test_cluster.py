@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import pytest
 
 from camleak.casefile import Case
-import pytest
 
 from camleak.cluster import (ClusterParams, cluster_case, cluster_labels, components, core_pairs, distances,
                             hex_to_words, link_pairs)
@@ -257,3 +259,72 @@ def test_a_frame_left_alone_joins_the_clearly_nearest_cluster_as_a_leaf(tmp_path
     assert got["s:near-a"] == (got["s:a1"][0], "nearest")
     assert got["s:far"][0] not in {got["s:a1"][0], got["s:b1"][0]}
     assert stats.attached == 1
+
+
+# ---------------------------------------------------------------------------------------
+# Behaviour on rendered camera frames: fingerprint, then cluster, as the pipeline does
+# ---------------------------------------------------------------------------------------
+def _rendered(device, hour, index, near_black=False, quality=75, size=(640, 360)):
+    from datetime import datetime, timezone
+
+    from camleak.simulate import render_frame
+
+    image = render_frame(device, datetime(2026, 11, 20, hour, 7 * index % 60, tzinfo=timezone.utc), seed=21,
+                         size=size, index=index, near_black=near_black)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _cluster_images(tmp_path, images):
+    from camleak.fingerprint import fingerprint_batch
+
+    case = Case(tmp_path / "case.db")
+    rows = fingerprint_batch(list(images.items()))
+    case.table("frames").insert_all([{"frame_id": k, "role": "snapshot", "snapshot": k} for k in images])
+    case.table("fingerprints").insert_all(rows, alter=True)
+    cluster_case(case)
+    got = {r["frame_id"]: (r["cluster_id"], r["via"]) for r in case.db.query("select * from frame_clusters")}
+    return {r["frame_id"]: r for r in rows}, got
+
+
+DAY, NIGHT = 13, 2  # UTC hours the simulator renders as colour day and infrared night
+
+
+@pytest.fixture(scope="module")
+def two_cameras():
+    images = {}
+    for cam in ("cam-0001", "cam-0002"):
+        for i in range(8):
+            images[f"{cam}-day-{i}"] = _rendered(cam, DAY, i)
+            images[f"{cam}-night-{i}"] = _rendered(cam, NIGHT, 100 + i)
+    return images
+
+
+def test_colour_and_infrared_frames_of_one_camera_join(tmp_path, two_cameras):
+    rows, got = _cluster_images(tmp_path, two_cameras)
+    for cam in ("cam-0001", "cam-0002"):
+        clusters = {got[k][0] for k in two_cameras if k.startswith(cam)}
+        assert len(clusters) == 1, f"{cam}: day and night frames split over {clusters}"
+    assert got["cam-0001-day-0"][0] != got["cam-0002-day-0"][0]
+
+
+def test_near_black_frames_of_two_homes_never_join(tmp_path, two_cameras):
+    images = dict(two_cameras)
+    for cam in ("cam-0001", "cam-0002"):
+        for i in range(4):
+            images[f"{cam}-black-{i}"] = _rendered(cam, NIGHT, 200 + i, near_black=True)
+    rows, got = _cluster_images(tmp_path, images)
+    dark = [k for k in images if "-black-" in k]
+    assert all(rows[k]["status"] == "uninformative" for k in dark)
+    assert not any(k in got for k in dark)  # left out: never evidence, never a link between homes
+    assert got["cam-0001-day-0"][0] != got["cam-0002-day-0"][0]
+
+
+def test_a_truncated_frame_joins_its_camera(tmp_path, two_cameras):
+    images = dict(two_cameras)
+    whole = _rendered("cam-0001", DAY, 50)
+    images["cam-0001-cut"] = whole[: int(len(whole) * 0.75)]
+    rows, got = _cluster_images(tmp_path, images)
+    assert rows["cam-0001-cut"]["truncated"] == 1 and rows["cam-0001-cut"]["phash"] is None
+    assert got["cam-0001-cut"] == (got["cam-0001-day-0"][0], "band")
