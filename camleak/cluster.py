@@ -49,10 +49,10 @@ class ClusterParams:
     tight_dhash_max: int = 17
     min_common: int = 1  # otherwise it needs this many shared neighbours
     attach_max: int = 130  # a frame left alone joins the nearest cluster within this score...
-    attach_margin: int = 24  # ...when every other cluster scores at least this much worse
+    attach_margin: int = 32  # ...when every other cluster scores at least this much worse
     attach_dhash_weight: int = 4  # score = pHash distance + this x dHash distance (256 vs 64 bits)
-    band_reach: int = 130  # a truncated frame's band: the stage-3 rule on band hashes
-    band_margin: int = 24
+    band_reach: int = 70  # a truncated frame's band: the stage-3 rule on band hashes
+    band_margin: int = 40
     chunk: int = 1024
 
     def signature(self) -> str:
