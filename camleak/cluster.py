@@ -51,8 +51,9 @@ class ClusterParams:
     attach_max: int = 130  # a frame left alone joins the nearest cluster within this score...
     attach_margin: int = 32  # ...when every other cluster scores at least this much worse
     attach_dhash_weight: int = 4  # score = pHash distance + this x dHash distance (256 vs 64 bits)
-    band_reach: int = 70  # a truncated frame's band: the stage-3 rule on band hashes
+    band_reach: int = 70  # a truncated frame's band: the stage-3 rule on band hashes, stricter...
     band_margin: int = 40
+    band_whole_from: int = 65  # ...unless the band covers this percent of the height: then as stage 3
     chunk: int = 1024
 
     def signature(self) -> str:
@@ -369,12 +370,12 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     """Replace the case's clusters with those of its current fingerprints."""
     rows = list(
         case.db.query(
-            "select p.frame_id, p.status, p.phash, p.dhash, p.band_phash, p.band_dhash, f.role "
+            "select p.frame_id, p.status, p.phash, p.dhash, p.band_phash, p.band_dhash, p.bands, f.role "
             "from fingerprints p join frames f on f.frame_id = p.frame_id order by p.frame_id"
         )
     )
     core = [r for r in rows if r["status"] == "ok" and r["phash"]]
-    weak = [r for r in rows if r["status"] == "ok" and not r["phash"] and r["band_phash"]]
+    weak = [r for r in rows if r["status"] == "ok" and not r["phash"] and (r["bands"] or r["band_phash"])]
     stats = ClusterStats(core_frames=len(core), left_out=len(rows) - len(core) - len(weak))
 
     phash = hex_to_words(r["phash"] for r in core)
@@ -408,19 +409,26 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     sizes = np.bincount(cluster_of) if len(cluster_of) else np.zeros(0, dtype=np.int64)
     targets = clustering.reps[sizes[cluster_of[clustering.reps]] > 1] if weak else clustering.reps[:0]
     if weak and len(targets):
-        target_p = hex_to_words(core[i]["band_phash"] for i in targets.tolist())
-        target_d = hex_to_words(core[i]["band_dhash"] for i in targets.tolist())
-        found = nearest_clusters(hex_to_words(r["band_phash"] for r in weak), hex_to_words(r["band_dhash"] for r in weak),
-                                 target_p, target_d, cluster_of[targets], params.band_reach, params.band_margin,
-                                 params.attach_dhash_weight)
-        for r, cid in zip(weak, found.tolist()):
-            if cid < 0:
-                stats.band_unmatched += 1
-                continue
-            stats.band_assigned += 1
-            medoid = core[medoid_of[cid]]
-            distance = int(distances(hex_to_words([medoid["band_phash"]])[0], hex_to_words([r["band_phash"]])[0]))
-            assignments.append({"frame_id": r["frame_id"], "cluster_id": cid, "via": "band", "distance": distance})
+        target_bands = [_bands(core[i]) for i in targets.tolist()]
+        by_level: dict[str, list[dict[str, Any]]] = {}
+        for r in weak:
+            bands = _bands(r)
+            level = max(bands, key=int)  # the largest band that decoded
+            by_level.setdefault(level, []).append(r | {"_band": bands[level]})
+        for level, queries in sorted(by_level.items()):
+            usable = [k for k, b in enumerate(target_bands) if level in b]
+            found = nearest_clusters(
+                hex_to_words(q["_band"][0] for q in queries), hex_to_words(q["_band"][1] for q in queries),
+                hex_to_words(target_bands[k][level][0] for k in usable), hex_to_words(target_bands[k][level][1] for k in usable),
+                cluster_of[targets[usable]], *_band_rule(int(level), params), params.attach_dhash_weight)
+            for q, cid in zip(queries, found.tolist()):
+                if cid < 0:
+                    stats.band_unmatched += 1
+                    continue
+                stats.band_assigned += 1
+                medoid_band = _bands(core[medoid_of[cid]]).get(level)
+                distance = int(distances(hex_to_words([medoid_band[0]])[0], hex_to_words([q["_band"][0]])[0])) if medoid_band else None
+                assignments.append({"frame_id": q["frame_id"], "cluster_id": cid, "via": "band", "distance": distance})
     else:
         stats.band_unmatched = len(weak)
 
@@ -447,6 +455,20 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     case.table("frame_clusters").insert_all(assignments)
     case.set_meta("cluster_params", params.signature())
     return stats
+
+
+def _band_rule(level: int, params: ClusterParams) -> tuple[int, int]:
+    """(reach, margin) for a band ending at `level` percent of the height."""
+    if level >= params.band_whole_from:
+        return params.attach_max, params.attach_margin
+    return params.band_reach, params.band_margin
+
+
+def _bands(row: dict[str, Any]) -> dict[str, list[str]]:
+    """A fingerprint's bands by level; rows from before the `bands` column have the one band."""
+    if row.get("bands"):
+        return json.loads(row["bands"])
+    return {"55": [row["band_phash"], row["band_dhash"]]} if row.get("band_phash") else {}
 
 
 def _medoid(phash: np.ndarray, dhash: np.ndarray, sample: int = 256) -> tuple[int, np.ndarray]:

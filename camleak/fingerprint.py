@@ -39,12 +39,15 @@ Image.MAX_IMAGE_PIXELS = 64_000_000  # a decompression bomb is refused, not deco
 class FingerprintParams:
     """Everything that changes what a fingerprint is; recorded with every row."""
 
-    algorithm: int = 2  # 2: batched matrix hashing (box resampling), no longer imagehash's resize
+    algorithm: int = 3  # 2: batched matrix hashing (box resampling); 3: bands at several levels
     phash_size: int = 16  # (at most 64) 256-bit pHash: distances between homes concentrate far from those within one
     dhash_size: int = 8
     draft_size: tuple[int, int] = (128, 72)
     overlay_top: float = 0.12  # share of rows at the top kept out of the hash (timestamp)
-    band_bottom: float = 0.55  # the band [overlay_top, band_bottom) is hashed on its own
+    band_bottom: float = 0.55  # the band [overlay_top, band_bottom) is hashed on its own (band_phash)
+    # Bands ending at these percents of the height are hashed too (column `bands`), so a truncated
+    # frame is compared on the largest band that decoded, against the same rows of other frames.
+    band_levels: tuple[int, ...] = (45, 55, 65, 75, 85)
     min_quality: float = 30.0  # below: too little information to say whose home it shows
 
     def signature(self) -> str:
@@ -93,21 +96,35 @@ def _fingerprint_batch(items: list[tuple[str, bytes]], params: FingerprintParams
             continue
         height = pixels.shape[0]
         top = int(round(height * params.overlay_top))
-        band_end = int(round(height * params.band_bottom))
         if row["_complete"]:
             regions.append((row, "", pixels[top:height]))
-        regions.append((row, "band_", pixels[top:band_end]))
+        for level in _levels(row["_decoded_rows"], height, params):
+            regions.append((row, f"band{level}_", pixels[top:int(round(height * level / 100))]))
     _hash_regions(regions, params)
     for row in rows:
         complete = row.pop("_complete", False)
+        decoded_rows = row.pop("_decoded_rows", 0)
         if row["status"] != "ok":
             continue
-        row["quality"] = row.pop("_quality" if complete else "_band_quality")
-        row.pop("_band_quality", None)
+        levels = [level for level in _levels(decoded_rows, row["_height"], params)]
+        bands = {str(level): [row.pop(f"band{level}_phash"), row.pop(f"band{level}_dhash")] for level in levels}
+        band_quality = {level: row.pop(f"_band{level}_quality") for level in levels}
+        row["bands"] = json.dumps(bands, sort_keys=True)
+        middle = str(int(round(params.band_bottom * 100)))
+        if middle in bands:
+            row["band_phash"], row["band_dhash"] = bands[middle]
+        row["quality"] = row.pop("_quality") if complete else band_quality[levels[-1]]
         if row["quality"] < params.min_quality:
             row.update(status="uninformative",
                        reason=f"quality {row['quality']:.1f} below {params.min_quality:g} (near-black or flat)")
+    for row in rows:
+        row.pop("_height", None)
     return rows
+
+
+def _levels(decoded_rows: int, height: int, params: FingerprintParams) -> list[int]:
+    """The band levels (percent of the height) that decoded entirely, smallest first."""
+    return [level for level in params.band_levels if decoded_rows >= int(round(height * level / 100))]
 
 
 def fingerprint_one(frame_id: str, data: bytes, params: FingerprintParams = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -130,6 +147,7 @@ def _decode_row(frame_id: str, data: bytes, params: FingerprintParams) -> tuple[
         "dhash": None,
         "band_phash": None,
         "band_dhash": None,
+        "bands": None,
     }
     try:
         grey, size, truncated = _decode_grey(data, params)
@@ -142,10 +160,11 @@ def _decode_row(frame_id: str, data: bytes, params: FingerprintParams) -> tuple[
     decoded_rows = _decoded_rows(pixels) if truncated else height
     row["truncated"] = int(truncated)
     row["decoded_fraction"] = round(decoded_rows / height, 3)
-    if decoded_rows < int(round(height * params.band_bottom)):
+    if not _levels(decoded_rows, height, params):
         row.update(status="truncated", reason=f"only {row['decoded_fraction']:.0%} of the image decoded")
         return row, None
     row["_complete"] = decoded_rows >= height
+    row["_decoded_rows"], row["_height"] = decoded_rows, height
     return row, pixels
 
 
@@ -338,7 +357,7 @@ def fingerprint_case(
             for row in rows:
                 row["params"] = signature
                 stats.fingerprinted += 1
-            table.upsert_all(rows, pk="frame_id")
+            table.upsert_all(rows, pk="frame_id", alter=True)  # alter: case files from before `bands`
             if progress:
                 progress(len(rows))
         for input_id, path, name in missing:
