@@ -39,7 +39,7 @@ Image.MAX_IMAGE_PIXELS = 64_000_000  # a decompression bomb is refused, not deco
 class FingerprintParams:
     """Everything that changes what a fingerprint is; recorded with every row."""
 
-    algorithm: int = 3  # 2: batched matrix hashing (box resampling); 3: bands at several levels
+    algorithm: int = 4  # 2: batched matrix hashing; 3: bands at several levels; 4: bands = rows of the 64x64 reduction
     phash_size: int = 16  # (at most 64) 256-bit pHash: distances between homes concentrate far from those within one
     dhash_size: int = 8
     draft_size: tuple[int, int] = (128, 72)
@@ -88,43 +88,38 @@ def _single_threaded_blas():
 
 def _fingerprint_batch(items: list[tuple[str, bytes]], params: FingerprintParams) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    regions: list[tuple[dict[str, Any], str, np.ndarray]] = []
+    frames: list[tuple[dict[str, Any], np.ndarray]] = []
     for frame_id, data in items:
         row, pixels = _decode_row(frame_id, data, params)
         rows.append(row)
-        if pixels is None:
-            continue
-        height = pixels.shape[0]
-        top = int(round(height * params.overlay_top))
-        if row["_complete"]:
-            regions.append((row, "", pixels[top:height]))
-        for level in _levels(row["_decoded_rows"], height, params):
-            regions.append((row, f"band{level}_", pixels[top:int(round(height * level / 100))]))
-    _hash_regions(regions, params)
+        if pixels is not None:
+            frames.append((row, pixels))
+    _hash_frames(frames, params)
     for row in rows:
-        complete = row.pop("_complete", False)
-        decoded_rows = row.pop("_decoded_rows", 0)
+        for key in ("_complete", "_decoded_rows", "_height"):
+            row.pop(key, None)
         if row["status"] != "ok":
             continue
-        levels = [level for level in _levels(decoded_rows, row["_height"], params)]
-        bands = {str(level): [row.pop(f"band{level}_phash"), row.pop(f"band{level}_dhash")] for level in levels}
-        band_quality = {level: row.pop(f"_band{level}_quality") for level in levels}
-        row["bands"] = json.dumps(bands, sort_keys=True)
         middle = str(int(round(params.band_bottom * 100)))
+        bands = json.loads(row["bands"])
         if middle in bands:
             row["band_phash"], row["band_dhash"] = bands[middle]
-        row["quality"] = row.pop("_quality") if complete else band_quality[levels[-1]]
         if row["quality"] < params.min_quality:
             row.update(status="uninformative",
                        reason=f"quality {row['quality']:.1f} below {params.min_quality:g} (near-black or flat)")
-    for row in rows:
-        row.pop("_height", None)
     return rows
 
 
+def _band_rows(level: int, params: FingerprintParams) -> int:
+    """Rows of the region's 64-row reduction that a band ending at `level` percent covers."""
+    return int(round(_SMALL * (level / 100 - params.overlay_top) / (1 - params.overlay_top)))
+
+
 def _levels(decoded_rows: int, height: int, params: FingerprintParams) -> list[int]:
-    """The band levels (percent of the height) that decoded entirely, smallest first."""
-    return [level for level in params.band_levels if decoded_rows >= int(round(height * level / 100))]
+    """The band levels whose rows of the 64-row reduction come from decoded rows only, smallest first."""
+    top = int(round(height * params.overlay_top))
+    return [level for level in params.band_levels
+            if top + _band_rows(level, params) * (height - top) / _SMALL <= decoded_rows]
 
 
 def fingerprint_one(frame_id: str, data: bytes, params: FingerprintParams = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -188,28 +183,64 @@ def _dct(keep: int, size: int) -> np.ndarray:
     return (2 * np.cos(np.pi * k * (2 * n + 1) / (2 * size))).astype(np.float32)
 
 
-def _hash_regions(regions: list[tuple[dict[str, Any], str, np.ndarray]], params: FingerprintParams) -> None:
-    """pHash, dHash and quality of every region, computed a same-shape group at a time."""
-    groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
-    for index, (_, _, region) in enumerate(regions):
-        groups[region.shape].append(index)
+def _hash_frames(frames: list[tuple[dict[str, Any], np.ndarray]], params: FingerprintParams) -> None:
+    """Hashes and quality of every decoded frame, a same-size group at a time.
+
+    Each frame's region below the overlay is reduced to 64x64 (area average) with two matrix
+    products for the whole group. A band ending at some height is the first rows of that
+    reduction (stretched back to 64 rows): those rows depend on no pixel below the band, so a
+    truncated frame's band hash is the one its complete twin would have. The whole region and
+    every band are hashed by one stacked product: the stretch and the DCT are folded into one
+    row matrix per band, zero past the band's last row.
+    """
+    groups: dict[tuple[int, ...], list[int]] = collections.defaultdict(list)
+    for index, (_, pixels) in enumerate(frames):
+        groups[pixels.shape].append(index)
+    phash_rows, dhash_rows = _stacked_rows(params)
+    kinds = 1 + len(params.band_levels)  # the whole region, then each band
+    ph_chars, dh_chars = params.phash_size ** 2 // 4, params.dhash_size ** 2 // 4
     for (height, width), members in groups.items():
-        stack = np.stack([regions[i][2] for i in members]).astype(np.float32)
-        # One reduction of each region to 64x64 (area average); every measure is taken from it.
-        small = _both_sides(stack, _box(_SMALL, height), _box(_SMALL, width))
-        ph_side = _dct(params.phash_size, _SMALL)
-        coefficients = _both_sides(small, ph_side, ph_side).reshape(len(members), -1)
-        phash_bits = coefficients > np.median(coefficients, axis=1, keepdims=True)
-        tiny = _both_sides(small, _box(params.dhash_size, _SMALL), _box(params.dhash_size + 1, _SMALL))
-        dhash_bits = (tiny[:, :, 1:] > tiny[:, :, :-1]).reshape(len(members), -1)
-        quality = _quality(small)
-        phash_hex = np.packbits(phash_bits, axis=1)
-        dhash_hex = np.packbits(dhash_bits, axis=1)
-        for position, i in enumerate(members):
-            row, prefix, _ = regions[i]
-            row[prefix + "phash"] = phash_hex[position].tobytes().hex()
-            row[prefix + "dhash"] = dhash_hex[position].tobytes().hex()
-            row["_" + prefix + "quality"] = round(float(quality[position]), 2)
+        top = int(round(height * params.overlay_top))
+        stack = np.stack([frames[i][1][top:] for i in members]).astype(np.float32)
+        small = _both_sides(stack, _box(_SMALL, height - top), _box(_SMALL, width))
+        count = len(members)
+        coefficients = _both_sides(small, phash_rows, _dct(params.phash_size, _SMALL)).reshape(count, kinds, -1)
+        phash_bits = coefficients > np.median(coefficients, axis=2, keepdims=True)
+        tiny = _both_sides(small, dhash_rows, _box(params.dhash_size + 1, _SMALL)).reshape(count, kinds, params.dhash_size, -1)
+        dhash_bits = (tiny[..., 1:] > tiny[..., :-1]).reshape(count, kinds, -1)
+        phash_hex = np.packbits(phash_bits, axis=2).reshape(count, -1)
+        dhash_hex = np.packbits(dhash_bits, axis=2).reshape(count, -1)
+        rows = [frames[i][0] for i in members]
+        complete = [k for k, row in enumerate(rows) if row["_complete"]]
+        quality = dict(zip(complete, _quality(small[complete]).tolist())) if complete else {}
+        for k, row in enumerate(rows):
+            ph, dh = phash_hex[k].tobytes().hex(), dhash_hex[k].tobytes().hex()
+            levels = _levels(row["_decoded_rows"], height, params)
+            if row["_complete"]:
+                row.update(phash=ph[:ph_chars], dhash=dh[:dh_chars], quality=round(quality[k], 2))
+            else:  # a truncated frame's quality: that of its largest band, stretched to 64 rows
+                covered = _band_rows(levels[-1], params)
+                band = _both_sides(small[k:k + 1, :covered, :], _box(_SMALL, covered), np.eye(_SMALL, dtype=np.float32))
+                row["quality"] = round(float(_quality(band)[0]), 2)
+            bands = {}
+            for position, level in enumerate(params.band_levels, start=1):
+                if level in levels:
+                    bands[str(level)] = [ph[position * ph_chars:(position + 1) * ph_chars],
+                                         dh[position * dh_chars:(position + 1) * dh_chars]]
+            row["bands"] = json.dumps(bands, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _stacked_rows(params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
+    """Row matrices of the whole region and of every band, stacked: pHash (DCT rows) and dHash
+    (8-row reduction). A band's matrices stretch its rows back to 64 and are zero below it."""
+    phash, dhash = [], []
+    for covered in [_SMALL] + [_band_rows(level, params) for level in params.band_levels]:
+        stretch = np.zeros((_SMALL, _SMALL), dtype=np.float32)
+        stretch[:, :covered] = _box(_SMALL, covered)
+        phash.append(_dct(params.phash_size, _SMALL) @ stretch)
+        dhash.append(_box(params.dhash_size, _SMALL) @ stretch)
+    return np.vstack(phash), np.vstack(dhash)
 
 
 def _both_sides(stack: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
