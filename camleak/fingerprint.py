@@ -39,7 +39,7 @@ Image.MAX_IMAGE_PIXELS = 64_000_000  # a decompression bomb is refused, not deco
 class FingerprintParams:
     """Everything that changes what a fingerprint is; recorded with every row."""
 
-    algorithm: int = 4  # 2: batched matrix hashing; 3: bands at several levels; 4: bands = rows of the 64x64 reduction
+    algorithm: int = 5  # 2: batched matrix hashing; 3: bands at several levels; 5: all regions in one stacked product
     phash_size: int = 16  # (at most 64) 256-bit pHash: distances between homes concentrate far from those within one
     dhash_size: int = 8
     draft_size: tuple[int, int] = (128, 72)
@@ -110,16 +110,13 @@ def _fingerprint_batch(items: list[tuple[str, bytes]], params: FingerprintParams
     return rows
 
 
-def _band_rows(level: int, params: FingerprintParams) -> int:
-    """Rows of the region's 64-row reduction that a band ending at `level` percent covers."""
-    return int(round(_SMALL * (level / 100 - params.overlay_top) / (1 - params.overlay_top)))
+def _band_end(level: int, height: int) -> int:
+    return int(round(height * level / 100))
 
 
 def _levels(decoded_rows: int, height: int, params: FingerprintParams) -> list[int]:
-    """The band levels whose rows of the 64-row reduction come from decoded rows only, smallest first."""
-    top = int(round(height * params.overlay_top))
-    return [level for level in params.band_levels
-            if top + _band_rows(level, params) * (height - top) / _SMALL <= decoded_rows]
+    """The band levels (percent of the height) that decoded entirely, smallest first."""
+    return [level for level in params.band_levels if decoded_rows >= _band_end(level, height)]
 
 
 def fingerprint_one(frame_id: str, data: bytes, params: FingerprintParams = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -186,41 +183,43 @@ def _dct(keep: int, size: int) -> np.ndarray:
 def _hash_frames(frames: list[tuple[dict[str, Any], np.ndarray]], params: FingerprintParams) -> None:
     """Hashes and quality of every decoded frame, a same-size group at a time.
 
-    Each frame's region below the overlay is reduced to 64x64 (area average) with two matrix
-    products for the whole group. A band ending at some height is the first rows of that
-    reduction (stretched back to 64 rows): those rows depend on no pixel below the band, so a
-    truncated frame's band hash is the one its complete twin would have. The whole region and
-    every band are hashed by one stacked product: the stretch and the DCT are folded into one
-    row matrix per band, zero past the band's last row.
+    The regions hashed are the frame below the overlay and the bands from the overlay down to
+    several heights; each is, in effect, reduced to 64x64 (area average) and hashed. All frames
+    of one size are reduced across their columns with one product; then the row reduction and
+    the DCT (or the dHash's 8-row reduction) of every region are folded into one stacked row
+    matrix (zero below each band's last row), so all regions cost one more product.
     """
     groups: dict[tuple[int, ...], list[int]] = collections.defaultdict(list)
     for index, (_, pixels) in enumerate(frames):
         groups[pixels.shape].append(index)
-    phash_rows, dhash_rows = _stacked_rows(params)
     kinds = 1 + len(params.band_levels)  # the whole region, then each band
     ph_chars, dh_chars = params.phash_size ** 2 // 4, params.dhash_size ** 2 // 4
+    eye = np.eye(_SMALL, dtype=np.float32)
     for (height, width), members in groups.items():
         top = int(round(height * params.overlay_top))
         stack = np.stack([frames[i][1][top:] for i in members]).astype(np.float32)
-        small = _both_sides(stack, _box(_SMALL, height - top), _box(_SMALL, width))
-        count = len(members)
-        coefficients = _both_sides(small, phash_rows, _dct(params.phash_size, _SMALL)).reshape(count, kinds, -1)
+        count, rows_high = stack.shape[0], height - top
+        columns = (stack.reshape(count * rows_high, width) @ _box(_SMALL, width).T).reshape(count, rows_high, _SMALL)
+        phash_rows, dhash_rows = _stacked_rows(height, params)
+        coefficients = _both_sides(columns, phash_rows, _dct(params.phash_size, _SMALL)).reshape(count, kinds, -1)
         phash_bits = coefficients > np.median(coefficients, axis=2, keepdims=True)
-        tiny = _both_sides(small, dhash_rows, _box(params.dhash_size + 1, _SMALL)).reshape(count, kinds, params.dhash_size, -1)
+        tiny = _both_sides(columns, dhash_rows, _box(params.dhash_size + 1, _SMALL)).reshape(count, kinds, params.dhash_size, -1)
         dhash_bits = (tiny[..., 1:] > tiny[..., :-1]).reshape(count, kinds, -1)
         phash_hex = np.packbits(phash_bits, axis=2).reshape(count, -1)
         dhash_hex = np.packbits(dhash_bits, axis=2).reshape(count, -1)
         rows = [frames[i][0] for i in members]
         complete = [k for k, row in enumerate(rows) if row["_complete"]]
-        quality = dict(zip(complete, _quality(small[complete]).tolist())) if complete else {}
+        quality = {}
+        if complete:
+            quality = dict(zip(complete, _quality(_both_sides(columns[complete], _box(_SMALL, rows_high), eye)).tolist()))
         for k, row in enumerate(rows):
             ph, dh = phash_hex[k].tobytes().hex(), dhash_hex[k].tobytes().hex()
             levels = _levels(row["_decoded_rows"], height, params)
             if row["_complete"]:
                 row.update(phash=ph[:ph_chars], dhash=dh[:dh_chars], quality=round(quality[k], 2))
-            else:  # a truncated frame's quality: that of its largest band, stretched to 64 rows
-                covered = _band_rows(levels[-1], params)
-                band = _both_sides(small[k:k + 1, :covered, :], _box(_SMALL, covered), np.eye(_SMALL, dtype=np.float32))
+            else:  # a truncated frame's quality: that of its largest band
+                covered = _band_end(levels[-1], height) - top
+                band = _both_sides(columns[k:k + 1, :covered, :], _box(_SMALL, covered), eye)
                 row["quality"] = round(float(_quality(band)[0]), 2)
             bands = {}
             for position, level in enumerate(params.band_levels, start=1):
@@ -230,16 +229,18 @@ def _hash_frames(frames: list[tuple[dict[str, Any], np.ndarray]], params: Finger
             row["bands"] = json.dumps(bands, sort_keys=True)
 
 
-@functools.lru_cache(maxsize=8)
-def _stacked_rows(params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
-    """Row matrices of the whole region and of every band, stacked: pHash (DCT rows) and dHash
-    (8-row reduction). A band's matrices stretch its rows back to 64 and are zero below it."""
+@functools.lru_cache(maxsize=64)
+def _stacked_rows(height: int, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
+    """For frames `height` rows high: the row matrices of the whole region and of every band,
+    stacked: pHash (64-row area reduction, then DCT rows) and dHash (64-row reduction, then 8
+    rows). A band's matrices are zero below its last row."""
+    top = int(round(height * params.overlay_top))
     phash, dhash = [], []
-    for covered in [_SMALL] + [_band_rows(level, params) for level in params.band_levels]:
-        stretch = np.zeros((_SMALL, _SMALL), dtype=np.float32)
-        stretch[:, :covered] = _box(_SMALL, covered)
-        phash.append(_dct(params.phash_size, _SMALL) @ stretch)
-        dhash.append(_box(params.dhash_size, _SMALL) @ stretch)
+    for end in [height] + [_band_end(level, height) for level in params.band_levels]:
+        reduce = np.zeros((_SMALL, height - top), dtype=np.float32)
+        reduce[:, : end - top] = _box(_SMALL, end - top)
+        phash.append(_dct(params.phash_size, _SMALL) @ reduce)
+        dhash.append(_box(params.dhash_size, _SMALL) @ reduce)
     return np.vstack(phash), np.vstack(dhash)
 
 
