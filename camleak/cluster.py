@@ -1,6 +1,6 @@
 """Cluster stage: group frames by the camera they came from, from their hashes alone.
 
-The rule, in two stages, each exact (the same groups as comparing every pair):
+The rule, in three stages, each exact (the same groups as comparing every pair):
 
 1. *Cores*: frames whose 256-bit pHash is within `core_phash_max` bits (and dHash within
    `core_dhash_max`) are linked, single-link. A static camera's frames are near-duplicates, so
@@ -16,10 +16,15 @@ The rule, in two stages, each exact (the same groups as comparing every pair):
    together through one borderline pair; two hash kinds and corroboration stop that. This stage
    costs the square of the representatives, not of the frames.
 
-Clusters are the connected components of both stages' links. Truncated frames never create
-links: each joins the one cluster whose frames match its decoded band (at least two of them,
-and no other cluster's), or none. Uninformative frames (near-black, flat) are left out
-entirely: they look alike across homes.
+3. *Strays*: a frame still alone joins, as a leaf, the cluster whose representatives are
+   clearly nearest (pHash + 4 x dHash within `attach_max`, every other cluster at least
+   `attach_margin` worse). Cost: frames alone x representatives.
+
+Clusters are the connected components of the first two stages' links, plus the strays.
+Truncated frames never create links: each joins, by the stage-3 rule on the largest band that
+decoded (stricter for short bands), the one cluster whose representatives' same band is
+clearly nearest, or none. Uninformative frames (near-black, flat) are left out entirely: they
+look alike across homes.
 """
 
 from __future__ import annotations
