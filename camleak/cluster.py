@@ -194,6 +194,8 @@ def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
     close pair or a path standing in for it: the components equal brute force's.
     """
     n = len(phash)
+    if n < 2:  # nothing to pair (and an empty case has no hash width to check)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     blocks = _blocks(phash, params.block_bits)
     if params.core_phash_max >= blocks.shape[1]:
         raise ValueError(f"core_phash_max {params.core_phash_max} needs more than {blocks.shape[1]} blocks "
@@ -201,8 +203,6 @@ def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
     found: list[tuple[np.ndarray, np.ndarray]] = []
     if dhash.shape[1] == 1:
         dhash = np.ascontiguousarray(dhash[:, 0])
-    if n < 2:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     for j in range(blocks.shape[1]):
         order = np.argsort(blocks[:, j], kind="stable")
         key = blocks[order, j]

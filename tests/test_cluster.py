@@ -140,6 +140,14 @@ def test_a_huge_bucket_is_still_exact():
     assert same_partition(components(len(ph), [core_pairs(ph, dh, params)]), components(len(ph), [np.nonzero(close)]))
 
 
+def test_a_case_with_no_usable_frame_clusters_to_nothing(tmp_path):
+    stats, got = _cluster(tmp_path, [_fp("s:dark", "0" * 64, "0" * 16, status="uninformative"),
+                                     _fp("s:cut", band=("0" * 64, "0" * 16))], ClusterParams())
+    assert got == {} and stats.clusters == 0 and stats.band_unmatched == 1
+    stats, got = _cluster(tmp_path / "empty", [], ClusterParams())
+    assert got == {} and stats.clusters == 0
+
+
 def test_the_core_radius_must_stay_below_the_block_count():
     ph = np.zeros((3, 4), dtype=np.uint64)
     with pytest.raises(ValueError, match="exactness"):
