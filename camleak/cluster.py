@@ -418,6 +418,9 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
         by_level: dict[str, list[dict[str, Any]]] = {}
         for r in weak:
             bands = _bands(r)
+            if not bands:
+                stats.band_unmatched += 1
+                continue
             level = max(bands, key=int)  # the largest band that decoded
             by_level.setdefault(level, []).append(r | {"_band": bands[level]})
         for level, queries in sorted(by_level.items()):
