@@ -127,6 +127,7 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "dhash": str,
             "band_phash": str,
             "band_dhash": str,
+            "bands": str,  # JSON {percent: [pHash, dHash]} of bands of several heights (issue 3)
             "params": str,
         },
         "frame_id",

@@ -1,15 +1,30 @@
 """Cluster stage: group frames by the camera they came from, from their hashes alone.
 
-The rule: two complete, informative frames are *neighbours* when both hash kinds agree (a
-256-bit pHash and a 64-bit dHash, each within its own threshold). A neighbour pair is *linked*
-when it is close (both within a tighter bar) or when a third frame is a neighbour of both;
-clusters are the connected components of the links. Single-link clustering over one threshold
-chains two homes together through one borderline pair; requiring two hash kinds, and
-corroboration by a shared neighbour for anything not clearly close, is what stops that.
+The rule, in three stages, each exact (the same groups as comparing every pair):
 
-Truncated frames never create links: each joins the one cluster whose frames match its decoded
-band (at least two of them, and no other cluster's), or none. Uninformative frames (near-black,
-flat) are left out entirely: they look alike across homes.
+1. *Cores*: frames whose 256-bit pHash is within `core_phash_max` bits (and dHash within
+   `core_dhash_max`) are linked, single-link. A static camera's frames are near-duplicates, so
+   most frames land in a core; every such pair is pure (two homes' frames are never that close).
+   These pairs are found by multi-index hashing: the pHash is cut into more 16-bit blocks than
+   the radius, so any close pair agrees exactly on one block, and only frames sharing a block
+   value are compared. Sub-quadratic: at a million frames a random block bucket holds ~15.
+2. *Joins*: every core is represented by a few exemplars (a greedy cover of its members), and
+   the exemplars plus the frames in no core are compared all-pairs under the looser rule: two
+   are *neighbours* when both hash kinds agree (pHash <= `phash_max`, dHash <= `dhash_max`); a
+   neighbour pair is linked when it is close (both within the tighter bar) or a third
+   representative neighbours both. Single-link over one loose threshold chains two homes
+   together through one borderline pair; two hash kinds and corroboration stop that. This stage
+   costs the square of the representatives, not of the frames.
+
+3. *Strays*: a frame still alone joins, as a leaf, the cluster whose representatives are
+   clearly nearest (pHash + 4 x dHash within `attach_max`, every other cluster at least
+   `attach_margin` worse). Cost: frames alone x representatives.
+
+Clusters are the connected components of the first two stages' links, plus the strays.
+Truncated frames never create links: each joins, by the stage-3 rule on the largest band that
+decoded (stricter for short bands), the one cluster whose representatives' same band is
+clearly nearest, or none. Uninformative frames (near-black, flat) are left out entirely: they
+look alike across homes.
 """
 
 from __future__ import annotations
@@ -28,14 +43,22 @@ from .casefile import Case
 
 @dataclass(frozen=True)
 class ClusterParams:
+    core_phash_max: int = 15  # stage 1 radius; must stay below the number of blocks (256/16 = 16)
+    core_dhash_max: int = 16
+    block_bits: int = 16  # multi-index block width (8 or 16)
+    exemplar_cover: int = 20  # every core member is within this of one of its core's exemplars...
+    exemplar_max: int = 8  # ...unless the core already has this many
     phash_max: int = 74  # of 256 bits: neighbours
     dhash_max: int = 22  # of 64 bits
     tight_phash_max: int = 59  # a neighbour pair this close is linked without corroboration
     tight_dhash_max: int = 17
     min_common: int = 1  # otherwise it needs this many shared neighbours
-    band_phash_max: int = 56  # a truncated frame's band must match this closely...
-    band_dhash_max: int = 18
-    band_min_support: int = 2  # ...with this many frames, all of one cluster
+    attach_max: int = 130  # a frame left alone joins the nearest cluster within this score...
+    attach_margin: int = 32  # ...when every other cluster scores at least this much worse
+    attach_dhash_weight: int = 4  # score = pHash distance + this x dHash distance (256 vs 64 bits)
+    band_reach: int = 70  # a truncated frame's band: the stage-3 rule on band hashes, stricter...
+    band_margin: int = 40
+    band_whole_from: int = 65  # ...unless the band covers this percent of the height: then as stage 3
     chunk: int = 1024
 
     def signature(self) -> str:
@@ -55,23 +78,50 @@ def hex_to_words(values: Iterable[str]) -> np.ndarray:
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamming distances between hash rows a[i] and b[i] (broadcasting)."""
-    return np.bitwise_count(a ^ b).sum(axis=-1, dtype=np.int64)
+    """Hamming distances between hash rows a[i] and b[i] (broadcasting), as int16.
+
+    Words are added one at a time: numpy's reduction over a short last axis is several times
+    slower than a few vector additions."""
+    counts = np.bitwise_count(a ^ b)
+    total = counts[..., 0].astype(np.int16)
+    for word in range(1, counts.shape[-1]):
+        total += counts[..., word]
+    return total
 
 
 def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """All pairs (i < j) within both thresholds with their distances, in chunks of rows.
 
-    The short dHash screens every pair; the long pHash is compared only where dHash agreed.
+    The short dHash screens every pair of the upper triangle; the long pHash is compared only
+    where dHash agreed. Chunks are sized by element count and reuse one buffer, so memory stays
+    flat and the screen runs at popcount speed rather than at page-fault speed.
     """
     phash_max, dhash_max = params.phash_max, params.dhash_max
     n = len(phash)
-    for start in range(0, n, params.chunk):
-        stop = min(n, start + params.chunk)
-        dd = distances(dhash[start:stop, None, :], dhash[None, :, :])
-        rows, cols = np.nonzero(dd <= dhash_max)
-        d_near = dd[rows, cols]
+    rows_per = max(1, min(params.chunk, (1 << 22) // max(1, n)))
+    single = dhash.shape[1] == 1
+    if single:
+        words = np.ascontiguousarray(dhash[:, 0])
+        xor_buffer = np.empty(rows_per * n, dtype=np.uint64)
+        count_buffer = np.empty(rows_per * n, dtype=np.uint8)
+        near_buffer = np.empty(rows_per * n, dtype=bool)
+    for start in range(0, n - 1, rows_per):
+        stop = min(n, start + rows_per)
+        width = n - start - 1  # columns start+1 .. n-1: row i only needs columns after it
+        size = (stop - start) * width
+        if single:  # contiguous views of flat buffers: no page faults, and a fast flatnonzero
+            x = np.bitwise_xor(words[start:stop, None], words[None, start + 1:],
+                               out=xor_buffer[:size].reshape(stop - start, width))
+            dd = np.bitwise_count(x, out=count_buffer[:size].reshape(stop - start, width))
+            near = np.less_equal(dd, dhash_max, out=near_buffer[:size].reshape(stop - start, width))
+        else:
+            dd = distances(dhash[start:stop, None, :], dhash[None, start + 1:, :])
+            near = dd <= dhash_max
+        flat = np.flatnonzero(near)
+        rows, cols = np.divmod(flat, width)
+        d_near = dd.reshape(-1)[flat].astype(np.int64)
         rows = rows + start
+        cols = cols + start + 1
         keep = cols > rows
         rows, cols, d_near = rows[keep], cols[keep], d_near[keep]
         dp = distances(phash[rows], phash[cols])
@@ -106,17 +156,214 @@ def components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.nda
     parts = list(pairs)
     rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-    graph = sparse.coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    # int32 weights: duplicate edges are summed, and a small type could wrap round to zero
+    graph = sparse.coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(n, n))
     return csgraph.connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def _blocks(hashes: np.ndarray, block_bits: int) -> np.ndarray:
+    """The hash cut into blocks of `block_bits` bits: (n, blocks) of uint8 or uint16."""
+    dtype = {8: np.uint8, 16: np.uint16}[block_bits]
+    return np.ascontiguousarray(hashes).view(dtype)
+
+
+def _checked(left: np.ndarray, right: np.ndarray, order: np.ndarray, phash: np.ndarray, sorted_dhash: np.ndarray,
+             params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+    """Frame pairs within the core radius of both hash kinds, from candidate positions in a
+    block's sorted order. The dHash screen reads the block-sorted copy, so its gathers walk
+    memory almost in sequence; the pHash is read only for the few pairs that pass it."""
+    if sorted_dhash.ndim == 1:
+        d = np.bitwise_count(sorted_dhash[left] ^ sorted_dhash[right])
+    else:
+        d = distances(sorted_dhash[left], sorted_dhash[right])
+    near = np.nonzero(d <= params.core_dhash_max)[0]
+    left, right = order[left[near]], order[right[near]]
+    near = np.nonzero(distances(phash[left], phash[right]) <= params.core_phash_max)[0]
+    return left[near], right[near]
+
+
+def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
+               budget: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs within the core radius, by multi-index hashing; enough of them for exact components.
+
+    Any pair within r bits of each other agrees exactly on at least one of r+1 blocks, so only
+    frames sharing a block value are compared. A huge bucket (a camera's near-duplicates share
+    blocks) would still be quadratic, so: pass 1 links each frame to the first frame of each of
+    its buckets; pass 2 compares only the pairs of a bucket that pass 1 left in different
+    components (a pair already connected cannot change the components). The result has every
+    close pair or a path standing in for it: the components equal brute force's.
+    """
+    n = len(phash)
+    if n < 2:  # nothing to pair (and an empty case has no hash width to check)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    blocks = _blocks(phash, params.block_bits)
+    if params.core_phash_max >= blocks.shape[1]:
+        raise ValueError(f"core_phash_max {params.core_phash_max} needs more than {blocks.shape[1]} blocks "
+                         f"of {params.block_bits} bits: exactness would be lost")
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    if dhash.shape[1] == 1:
+        dhash = np.ascontiguousarray(dhash[:, 0])
+    for j in range(blocks.shape[1]):
+        order = np.argsort(blocks[:, j], kind="stable")
+        key = blocks[order, j]
+        new_bucket = np.r_[True, key[1:] != key[:-1]]
+        leader = np.nonzero(new_bucket)[0][np.cumsum(new_bucket) - 1]
+        follower = np.nonzero(leader != np.arange(n))[0]
+        found.append(_checked(leader[follower], follower, order, phash, dhash[order], params))
+    labels = components(n, found)
+    for j in range(blocks.shape[1]):
+        combined = (blocks[:, j].astype(np.int64) << 32) | labels
+        order = np.argsort(combined)
+        key, lab = blocks[order, j], labels[order]
+        new_bucket = np.r_[True, key[1:] != key[:-1]]
+        new_run = new_bucket | np.r_[True, lab[1:] != lab[:-1]]
+        bucket_end = np.r_[np.nonzero(new_bucket)[0][1:], n][np.cumsum(new_bucket) - 1]
+        run_end = np.r_[np.nonzero(new_run)[0][1:], n][np.cumsum(new_run) - 1]
+        counts = bucket_end - run_end  # partners of each position: the later runs of its bucket
+        positions = np.nonzero(counts)[0]
+        if not len(positions):
+            continue
+        sorted_d = dhash[order]
+        cumulative = np.cumsum(counts[positions])
+        cuts = np.searchsorted(cumulative, np.arange(budget, int(cumulative[-1]), budget))
+        for part in np.split(positions, cuts):
+            if not len(part):
+                continue
+            c = counts[part]
+            total = int(c.sum())
+            offsets = np.repeat(np.cumsum(c) - c, c)
+            left = np.repeat(part, c)
+            right = np.repeat(run_end[part], c) + (np.arange(total) - offsets)
+            found.append(_checked(left, right, order, phash, sorted_d, params))
+    rows = np.concatenate([f[0] for f in found])
+    cols = np.concatenate([f[1] for f in found])
+    return rows, cols
+
+
+def exemplars(labels: np.ndarray, phash: np.ndarray, params: ClusterParams) -> np.ndarray:
+    """Sorted indices of each core's exemplars: its first frame, then greedily the member farthest
+    from all exemplars so far, until every member is within `exemplar_cover` or the core has
+    `exemplar_max` of them."""
+    n = len(labels)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")
+    lab = labels[order]
+    new_group = np.r_[True, lab[1:] != lab[:-1]]
+    starts = np.nonzero(new_group)[0]
+    group = np.cumsum(new_group) - 1
+    chosen = [order[starts]]
+    nearest = distances(phash[order], phash[order[starts]][group])
+    for _ in range(params.exemplar_max - 1):
+        widest = np.maximum.reduceat(nearest, starts)
+        needs = widest > params.exemplar_cover
+        if not needs.any():
+            break
+        candidates = np.nonzero((nearest == widest[group]) & needs[group])[0]
+        firsts = candidates[np.r_[True, group[candidates][1:] != group[candidates][:-1]]]
+        exemplar_of = np.full(len(starts), -1, dtype=np.int64)
+        exemplar_of[group[firsts]] = order[firsts]
+        chosen.append(order[firsts])
+        update = np.nonzero(needs[group])[0]
+        nearest[update] = np.minimum(nearest[update], distances(phash[order[update]], phash[exemplar_of[group[update]]]))
+    return np.sort(np.concatenate(chosen))
+
+
+@dataclass
+class Clustering:
+    labels: np.ndarray  # component label per frame
+    cores: int  # stage-1 components
+    representatives: int  # exemplars compared all-pairs in stage 2
+    attached: np.ndarray  # frames that joined their cluster in stage 3 (as leaves)
+    reps: np.ndarray  # indices of those exemplars
+
+
+def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> Clustering:
+    """The three-stage rule (see the module docstring) over hash rows."""
+    n = len(phash)
+    core = core_pairs(phash, dhash, params)
+    cores = components(n, [core])
+    reps = exemplars(cores, phash, params)
+    joins = [(reps[r], reps[c]) for r, c in link_pairs(phash[reps], dhash[reps], params)]
+    labels = components(n, [core, *joins])
+    labels, attached = attach_singletons(labels, reps, phash, dhash, params)
+    return Clustering(labels, int(cores.max(initial=-1) + 1), len(reps), attached, reps)
+
+
+def attach_singletons(labels: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
+                      params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 3: each frame still alone joins the cluster whose representatives are clearly nearest.
+
+    It joins as a leaf: it links nothing else, so it cannot chain two clusters together.
+    Cost: frames alone x representatives, not frames squared.
+    """
+    labels = labels.copy()
+    attached = np.zeros(len(labels), dtype=bool)
+    sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+    alone = np.nonzero(sizes[labels] == 1)[0]
+    targets = reps[sizes[labels[reps]] > 1]
+    found = nearest_clusters(phash[alone], dhash[alone], phash[targets], dhash[targets], labels[targets],
+                             params.attach_max, params.attach_margin, params.attach_dhash_weight)
+    labels[alone[found >= 0]] = found[found >= 0]
+    attached[alone[found >= 0]] = True
+    return labels, attached
+
+
+def nearest_clusters(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndarray, target_d: np.ndarray,
+                     target_labels: np.ndarray, reach: int, margin: int, weight: int,
+                     chunk: int = 256) -> np.ndarray:
+    """For each query, the label of the cluster it clearly belongs to, or -1.
+
+    The score is pHash distance + weight x dHash distance to a cluster's nearest target; a query
+    belongs to the best cluster when that score is within `reach` and every other cluster's is
+    at least `margin` worse.
+    """
+    result = np.full(len(query_p), -1, dtype=np.int64)
+    if not len(query_p) or not len(target_p):
+        return result
+    order = np.argsort(target_labels, kind="stable")
+    target_p, target_d, target_labels = target_p[order], target_d[order], target_labels[order]
+    new_group = np.r_[True, target_labels[1:] != target_labels[:-1]]
+    cluster_of_group = target_labels[new_group]
+    group_of_target = np.cumsum(new_group) - 1
+    # word columns as contiguous 1-D arrays: 2-D popcounts over them are much faster than 3-D ones
+    tp = [np.ascontiguousarray(target_p[:, w]) for w in range(target_p.shape[1])]
+    td = [np.ascontiguousarray(target_d[:, w]) for w in range(target_d.shape[1])]
+    # buffers reused across chunks: fresh multi-megabyte temporaries cost more in page faults
+    xor = np.empty((chunk, len(target_p)), dtype=np.uint64)
+    count = np.empty((chunk, len(target_p)), dtype=np.uint8)
+    total = np.empty((chunk, len(target_p)), dtype=np.int16)
+    biggest = np.iinfo(np.int16).max
+    for begin in range(0, len(query_p), chunk):
+        rows = np.arange(begin, min(len(query_p), begin + chunk))
+        k = len(rows)
+        x, c, score = xor[:k], count[:k], total[:k]
+        score.fill(0)
+        for w, column in enumerate(td):
+            np.bitwise_count(np.bitwise_xor(query_d[rows, w, None], column[None, :], out=x), out=c)
+            np.add(score, c, out=score)
+        np.multiply(score, np.int16(weight), out=score)
+        for w, column in enumerate(tp):
+            np.bitwise_count(np.bitwise_xor(query_p[rows, w, None], column[None, :], out=x), out=c)
+            np.add(score, c, out=score)
+        nearest = np.argmin(score, axis=1)
+        best = score[np.arange(k), nearest].astype(np.int32)
+        best_group = group_of_target[nearest]
+        second = np.where(group_of_target[None, :] == best_group[:, None], biggest, score).min(axis=1).astype(np.int32)
+        ok = (best <= reach) & (second - best >= margin)
+        result[rows[ok]] = cluster_of_group[best_group[ok]]
+    return result
 
 
 @dataclass
 class ClusterStats:
     core_frames: int = 0
+    cores: int = 0
+    representatives: int = 0
+    attached: int = 0
     clusters: int = 0
     multi_frame_clusters: int = 0
     band_assigned: int = 0
-    band_ambiguous: int = 0
     band_unmatched: int = 0
     left_out: int = 0
 
@@ -128,17 +375,20 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     """Replace the case's clusters with those of its current fingerprints."""
     rows = list(
         case.db.query(
-            "select p.frame_id, p.status, p.phash, p.dhash, p.band_phash, p.band_dhash, f.role "
+            "select p.frame_id, p.status, p.phash, p.dhash, p.band_phash, p.band_dhash, p.bands, f.role "
             "from fingerprints p join frames f on f.frame_id = p.frame_id order by p.frame_id"
         )
     )
     core = [r for r in rows if r["status"] == "ok" and r["phash"]]
-    weak = [r for r in rows if r["status"] == "ok" and not r["phash"] and r["band_phash"]]
+    weak = [r for r in rows if r["status"] == "ok" and not r["phash"] and (r["bands"] or r["band_phash"])]
     stats = ClusterStats(core_frames=len(core), left_out=len(rows) - len(core) - len(weak))
 
     phash = hex_to_words(r["phash"] for r in core)
     dhash = hex_to_words(r["dhash"] for r in core)
-    labels = components(len(core), link_pairs(phash, dhash, params))
+    clustering = cluster_labels(phash, dhash, params)
+    labels = clustering.labels
+    stats.cores, stats.representatives = clustering.cores, clustering.representatives
+    stats.attached = int(clustering.attached.sum())
 
     # Stable cluster ids: components ordered by their first frame id.
     order: dict[int, int] = {}
@@ -156,24 +406,37 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
         medoid, spread = _medoid(phash[idx], dhash[idx])
         medoid_of[cid] = idx[medoid]
         for pos, i in enumerate(idx):
-            assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": "hash", "distance": int(spread[pos])})
+            via = "nearest" if clustering.attached[i] else "hash"
+            assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": via, "distance": int(spread[pos])})
 
-    if weak and core:
-        band_p = hex_to_words(r["band_phash"] for r in core)
-        band_d = hex_to_words(r["band_dhash"] for r in core)
+    # Truncated frames: their decoded band against the bands of the representatives of every
+    # multi-frame cluster, by the same clear-winner rule as stage 3 (as leaves, never links).
+    sizes = np.bincount(cluster_of) if len(cluster_of) else np.zeros(0, dtype=np.int64)
+    targets = clustering.reps[sizes[cluster_of[clustering.reps]] > 1] if weak else clustering.reps[:0]
+    if weak and len(targets):
+        target_bands = [_bands(core[i]) for i in targets.tolist()]
+        by_level: dict[str, list[dict[str, Any]]] = {}
         for r in weak:
-            wp, wd = hex_to_words([r["band_phash"]])[0], hex_to_words([r["band_dhash"]])[0]
-            dp = distances(band_p, wp)
-            dd = distances(band_d, wd)
-            close = np.nonzero((dp <= params.band_phash_max) & (dd <= params.band_dhash_max))[0]
-            found = sorted(set(cluster_of[close].tolist()))
-            if len(found) == 1 and len(close) >= params.band_min_support:
-                stats.band_assigned += 1
-                assignments.append({"frame_id": r["frame_id"], "cluster_id": found[0], "via": "band", "distance": int(dp[close].min())})
-            elif len(found) > 1:
-                stats.band_ambiguous += 1
-            else:
+            bands = _bands(r)
+            if not bands:
                 stats.band_unmatched += 1
+                continue
+            level = max(bands, key=int)  # the largest band that decoded
+            by_level.setdefault(level, []).append(r | {"_band": bands[level]})
+        for level, queries in sorted(by_level.items()):
+            usable = [k for k, b in enumerate(target_bands) if level in b]
+            found = nearest_clusters(
+                hex_to_words(q["_band"][0] for q in queries), hex_to_words(q["_band"][1] for q in queries),
+                hex_to_words(target_bands[k][level][0] for k in usable), hex_to_words(target_bands[k][level][1] for k in usable),
+                cluster_of[targets[usable]], *_band_rule(int(level), params), params.attach_dhash_weight)
+            for q, cid in zip(queries, found.tolist()):
+                if cid < 0:
+                    stats.band_unmatched += 1
+                    continue
+                stats.band_assigned += 1
+                medoid_band = _bands(core[medoid_of[cid]]).get(level)
+                distance = int(distances(hex_to_words([medoid_band[0]])[0], hex_to_words([q["_band"][0]])[0])) if medoid_band else None
+                assignments.append({"frame_id": q["frame_id"], "cluster_id": cid, "via": "band", "distance": distance})
     else:
         stats.band_unmatched = len(weak)
 
@@ -200,6 +463,20 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     case.table("frame_clusters").insert_all(assignments)
     case.set_meta("cluster_params", params.signature())
     return stats
+
+
+def _band_rule(level: int, params: ClusterParams) -> tuple[int, int]:
+    """(reach, margin) for a band ending at `level` percent of the height."""
+    if level >= params.band_whole_from:
+        return params.attach_max, params.attach_margin
+    return params.band_reach, params.band_margin
+
+
+def _bands(row: dict[str, Any]) -> dict[str, list[str]]:
+    """A fingerprint's bands by level; rows from before the `bands` column have the one band."""
+    if row.get("bands"):
+        return json.loads(row["bands"])
+    return {"55": [row["band_phash"], row["band_dhash"]]} if row.get("band_phash") else {}
 
 
 def _medoid(phash: np.ndarray, dhash: np.ndarray, sample: int = 256) -> tuple[int, np.ndarray]:
