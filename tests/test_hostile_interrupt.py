@@ -120,27 +120,35 @@ def test_killed_triage_reruns_to_the_same_report(tiny_incident, baseline, tmp_pa
 
 def test_two_processes_on_one_case_refuse_or_queue(tiny_incident, baseline, tmp_path):
     case = tmp_path / "case.db"
-    first = subprocess.Popen(triage_cmd(tiny_incident, case), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True)
-    deadline = time.monotonic() + 120
-    while first.poll() is None and time.monotonic() < deadline and not peek(case, "select count(*) from runs"):
-        time.sleep(0.005)
-    assert first.poll() is None, "the first triage finished before the second could start"
-    refused = subprocess.run(triage_cmd(tiny_incident, case), capture_output=True, text=True, timeout=120)
-    if first.poll() is None:  # still running when the second one looked: it must have refused
+    # A holder that keeps the case open until told to let go: the refusal is then deterministic.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from camleak.casefile import Case; "
+                               "c = Case(sys.argv[1], create=True); print('held', flush=True); sys.stdin.readline(); c.close()",
+                               str(case)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = subprocess.run(triage_cmd(tiny_incident, case), capture_output=True, text=True, timeout=120)
         assert refused.returncode == 1
         assert "in use by another camleak process (pid" in refused.stderr and "--wait" in refused.stderr
-    if first.poll() is None:
-        with pytest.raises(CaseError, match="in use by another camleak process"):
-            Case(case)  # the library API refuses the same way
-    queued = subprocess.run(CAMLEAK[:3] + ["--wait", "300"] + triage_cmd(tiny_incident, case)[3:],
-                            capture_output=True, text=True, timeout=600)
-    assert first.wait(timeout=600) == 0
-    assert queued.returncode == 0, queued.stderr
-    conn = sqlite3.connect(case)
-    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
-    conn.close()
-    assert report_of(case) == baseline
+        queued = subprocess.Popen(CAMLEAK[:3] + ["--wait", "300"] + triage_cmd(tiny_incident, case)[3:],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert queued.poll() is None, "a --wait run must queue behind the holder, not fail"
+    finally:
+        holder.communicate("release\n", timeout=60)
+    assert queued.wait(timeout=600) == 0, queued.stderr.read()
+    # Two real triages at once, both told to wait: whichever starts second queues; both succeed,
+    # nothing corrupts.
+    other = tmp_path / "other.db"
+    waiting = CAMLEAK[:3] + ["--wait", "300"] + triage_cmd(tiny_incident, other)[3:]
+    first = subprocess.Popen(waiting, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.run(waiting, capture_output=True, text=True, timeout=600)
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    assert second.returncode == 0, second.stderr
+    for path in (case, other):
+        conn = sqlite3.connect(path)
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+        conn.close()
+        assert report_of(path) == baseline
 
 
 def test_lock_file_is_private_and_dies_with_its_holder(tmp_path):
