@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     workers = os.cpu_count() or 1
     print(f"# {args.frames} JPEG frames per size, best of {args.repeats}; load average {os.getloadavg()[0]:.2f}")
-    print("size\tnaive_fps\tfloor_fps\tcamleak_fps\tcamleak_vs_naive\tcamleak_time_vs_floor\tpool_fps(workers)")
+    print("size\tnaive_fps\tfloor_fps\tcamleak_fps\tcamleak_vs_naive\tcamleak_time_vs_floor\tpool_fps(workers)\tpool_vs_naive")
     with tempfile.TemporaryDirectory() as tmp:
         for size in ((640, 360), (1280, 720)):
             paths = make_frames(Path(tmp), size, args.frames)
@@ -103,7 +103,7 @@ def main() -> None:
                 t_pool = timed(camleak_pool, paths, pool, repeats=args.repeats, clock=time.perf_counter)
             n = len(paths)
             print(f"{size[0]}x{size[1]}\t{n / t_naive:.0f}\t{n / t_floor:.0f}\t{n / t_camleak:.0f}\t"
-                  f"{t_naive / t_camleak:.2f}x\t{t_camleak / t_floor:.2f}x\t{n / t_pool:.0f}({workers})", flush=True)
+                  f"{t_naive / t_camleak:.2f}x\t{t_camleak / t_floor:.2f}x\t{n / t_pool:.0f}({workers})\t{t_naive / t_pool:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
