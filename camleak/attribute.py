@@ -28,6 +28,7 @@ class AttributionParams:
     access_scope: str = "home"  # or "device": only owner/shared accounts of that very device
     main_cluster_share: float = 0.25  # a device claims clusters holding >= this x its largest share
     ambiguity_ratio: float = 1.5  # the winner must beat the runner-up by this factor
+    share_prior: float = 1.0  # pseudo-claims added to each device's total: one stray log line is weak evidence
     reference_majority: float = 0.8  # share of a cluster's reference frames that must agree
     log_evidence_confidence: float = 0.6
 
@@ -112,12 +113,14 @@ def attribute_case(case: Case, params: AttributionParams = DEFAULT_ATTRIBUTION_P
             votes[cid][device] += 1
             claimed_total[device] += 1
 
-    # p(c|d): the share of device d's claimed frames that fall in cluster c.
+    # p(c|d): the share of device d's claimed frames that fall in cluster c, shrunk towards zero
+    # for devices with few claims, so a device named once (all of its claims, trivially, in one
+    # cluster) cannot tie a camera whose many requests land there.
     share: dict[tuple[int, str], float] = {}
     best_share: dict[str, float] = defaultdict(float)
     for cid, counter in votes.items():
         for device, count in counter.items():
-            s = count / claimed_total[device]
+            s = count / (claimed_total[device] + params.share_prior)
             share[(cid, device)] = s
             best_share[device] = max(best_share[device], s)
 

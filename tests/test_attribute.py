@@ -94,6 +94,17 @@ def test_close_call_is_left_unattributed(tmp_path):
     assert exposures(case) == {}
 
 
+def test_a_device_named_once_does_not_tie_a_camera_with_many_requests(tmp_path):
+    # One log line names an unregistered camera for a frame of cam-b's cluster; cam-b's owner asked
+    # for 5 frames, all here. One stray line is weak evidence and must not make the call "ambiguous".
+    clusters = {1: own("cam-b", 5, "b") + [("stray", "acct-s0", "cam-unknown")], 2: own("cam-s0", 8, "s0-")}
+    case = build(tmp_path, clusters)
+    attribute_case(case)
+    row = next(case.db.query("select * from clusters where cluster_id = 1"))
+    assert (row["source_device"], row["attribution"]) == ("cam-b", "logs"), row["reason"]
+    assert set(exposures(case)) == {("acct-s0", "cam-b")}
+
+
 def test_reference_frames_outrank_log_votes(tmp_path):
     # Logs claim cam-s0 for every frame, but reference frames say these are cam-b's pixels.
     clusters = {1: [(f"x{i}", "acct-s0", "cam-s0") for i in range(5)]}
