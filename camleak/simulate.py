@@ -105,6 +105,17 @@ class Incident:
     field_map: dict[str, str]
     counts: dict[str, int]
 
+    def triage_args(self, case: Path, *, references: bool = True) -> list[str]:
+        """The `camleak triage` arguments that analyse this incident into `case`."""
+        args = ["triage", "--case", str(case), "--devices", str(self.devices)]
+        for option, paths in (("--logs", self.logs), ("--snapshots", self.snapshots),
+                              ("--references", self.references if references else [])):
+            for path in paths:
+                args += [option, str(path)]
+        for name, path in self.field_map.items():
+            args += ["--field", f"{name}={path}"]
+        return args
+
 
 @dataclass(frozen=True)
 class _Profile:

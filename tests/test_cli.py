@@ -20,16 +20,7 @@ runner = CliRunner()
 
 
 def triage_args(inc, case):
-    args = ["triage", "--case", str(case), "--devices", str(inc.devices)]
-    for p in inc.logs:
-        args += ["--logs", str(p)]
-    for p in inc.snapshots:
-        args += ["--snapshots", str(p)]
-    for p in inc.references:
-        args += ["--references", str(p)]
-    for k, v in inc.field_map.items():
-        args += ["--field", f"{k}={v}"]
-    return args + ["--workers", "2"]
+    return inc.triage_args(case) + ["--workers", "2"]
 
 
 def report_of(case):

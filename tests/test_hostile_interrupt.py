@@ -21,16 +21,7 @@ CAMLEAK = [sys.executable, "-m", "camleak.cli"]
 
 
 def triage_cmd(inc, case: Path) -> list[str]:
-    args = CAMLEAK + ["triage", "--case", str(case), "--devices", str(inc.devices), "--quiet", "--workers", "2"]
-    for p in inc.logs:
-        args += ["--logs", str(p)]
-    for p in inc.snapshots:
-        args += ["--snapshots", str(p)]
-    for p in inc.references:
-        args += ["--references", str(p)]
-    for k, v in inc.field_map.items():
-        args += ["--field", f"{k}={v}"]
-    return args
+    return CAMLEAK + inc.triage_args(case) + ["--quiet", "--workers", "2"]
 
 
 def report_of(case: Path) -> dict:

@@ -28,14 +28,7 @@ def run(args: list[str], umask: int = 0o000, **kwargs) -> subprocess.CompletedPr
 
 
 def triage_args(inc, case: Path) -> list[str]:
-    args = ["triage", "--case", str(case), "--devices", str(inc.devices), "--workers", "2"]
-    for p in inc.logs:
-        args += ["--logs", str(p)]
-    for p in inc.snapshots:
-        args += ["--snapshots", str(p)]
-    for k, v in inc.field_map.items():
-        args += ["--field", f"{k}={v}"]
-    return args
+    return inc.triage_args(case, references=False) + ["--workers", "2"]
 
 
 @pytest.fixture(scope="module")

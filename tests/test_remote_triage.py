@@ -26,16 +26,7 @@ SECRET_TOKEN = "tok-0123456789abcdef"
 
 
 def local_args(inc, case):
-    args = ["triage", "--case", str(case), "--devices", str(inc.devices), "--workers", "2"]
-    for p in inc.logs:
-        args += ["--logs", str(p)]
-    for p in inc.snapshots:
-        args += ["--snapshots", str(p)]
-    for p in inc.references:
-        args += ["--references", str(p)]
-    for k, v in inc.field_map.items():
-        args += ["--field", f"{k}={v}"]
-    return args
+    return inc.triage_args(case) + ["--workers", "2"]
 
 
 def comparable(case) -> dict:
