@@ -16,15 +16,20 @@ The rule, in three stages, each exact (the same groups as comparing every pair):
    together through one borderline pair; two hash kinds and corroboration stop that. This stage
    costs the square of the representatives, not of the frames.
 
-3. *Strays*: a frame still alone joins, as a leaf, the cluster whose representatives are
-   clearly nearest (pHash + 4 x dHash within `attach_max`, every other cluster at least
-   `attach_margin` worse). Cost: frames alone x representatives.
+3. *Strays*: a frame still alone joins, as a leaf, the cluster that is clearly nearest
+   (score pHash + 4 x dHash within `attach_max`, every other cluster at least `attach_margin`
+   worse). A cluster's score is its nearest member's: the representatives pick the candidate
+   clusters (nearest representative within `attach_max + attach_margin`; any other cluster
+   already trails every acceptable best by the margin and is left out), then every member of
+   each candidate is compared. Cost: frames alone x representatives, then the members of each
+   stray's few candidates.
 
 Clusters are the connected components of the first two stages' links, plus the strays.
 Truncated frames never create links: each joins, by the stage-3 rule on the largest band that
-decoded (stricter for short bands), the one cluster whose representatives' same band is
-clearly nearest, or none. Uninformative frames (near-black, flat) are left out entirely: they
-look alike across homes.
+decoded, the one cluster whose members' same band is clearly nearest, or none. A short band
+joins when it is near (`band_reach`, lead `band_margin`) or, farther (`band_far_reach`), only
+with a much larger lead (`band_far_margin`). Uninformative frames (near-black, flat) are left
+out entirely: they look alike across homes.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -53,12 +58,15 @@ class ClusterParams:
     tight_phash_max: int = 59  # a neighbour pair this close is linked without corroboration
     tight_dhash_max: int = 17
     min_common: int = 1  # otherwise it needs this many shared neighbours
-    attach_max: int = 130  # a frame left alone joins the nearest cluster within this score...
+    attach_max: int = 150  # a frame left alone joins the nearest cluster within this score...
     attach_margin: int = 32  # ...when every other cluster scores at least this much worse
     attach_dhash_weight: int = 4  # score = pHash distance + this x dHash distance (256 vs 64 bits)
+    attach_members: bool = True  # clusters whose representatives score near enough are then scored on every member
     band_reach: int = 70  # a truncated frame's band: the stage-3 rule on band hashes, stricter...
     band_margin: int = 40
     band_whole_from: int = 65  # ...unless the band covers this percent of the height: then as stage 3
+    band_far_reach: int = 130  # >0: a short band also joins, farther, within this when...
+    band_far_margin: int = 60  # ...every other cluster scores at least this much worse
     chunk: int = 1024
 
     def signature(self) -> str:
@@ -292,40 +300,31 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
 
 def attach_singletons(labels: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
                       params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
-    """Stage 3: each frame still alone joins the cluster whose representatives are clearly nearest.
+    """Stage 3: each frame still alone joins the cluster that is clearly nearest (see
+    `nearest_clusters`: representatives choose the candidates, members score them).
 
     It joins as a leaf: it links nothing else, so it cannot chain two clusters together.
-    Cost: frames alone x representatives, not frames squared.
+    Cost: frames alone x representatives, then the members of their candidates; not frames squared.
     """
     labels = labels.copy()
     attached = np.zeros(len(labels), dtype=bool)
     sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
     alone = np.nonzero(sizes[labels] == 1)[0]
     targets = reps[sizes[labels[reps]] > 1]
+    members = np.nonzero(sizes[labels] > 1)[0]
     found = nearest_clusters(phash[alone], dhash[alone], phash[targets], dhash[targets], labels[targets],
-                             params.attach_max, params.attach_margin, params.attach_dhash_weight)
+                             [(params.attach_max, params.attach_margin)], params.attach_dhash_weight,
+                             (phash[members], dhash[members], labels[members]) if params.attach_members else None)
     labels[alone[found >= 0]] = found[found >= 0]
     attached[alone[found >= 0]] = True
     return labels, attached
 
 
-def nearest_clusters(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndarray, target_d: np.ndarray,
-                     target_labels: np.ndarray, reach: int, margin: int, weight: int,
-                     chunk: int = 256) -> np.ndarray:
-    """For each query, the label of the cluster it clearly belongs to, or -1.
-
-    The score is pHash distance + weight x dHash distance to a cluster's nearest target; a query
-    belongs to the best cluster when that score is within `reach` and every other cluster's is
-    at least `margin` worse.
-    """
-    result = np.full(len(query_p), -1, dtype=np.int64)
-    if not len(query_p) or not len(target_p):
-        return result
-    order = np.argsort(target_labels, kind="stable")
-    target_p, target_d, target_labels = target_p[order], target_d[order], target_labels[order]
-    new_group = np.r_[True, target_labels[1:] != target_labels[:-1]]
-    cluster_of_group = target_labels[new_group]
-    group_of_target = np.cumsum(new_group) - 1
+def _score_chunks(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndarray, target_d: np.ndarray, weight: int,
+                  chunk: int = 256) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """(query rows, their scores against every target) a chunk of queries at a time; the score
+    is pHash distance + weight x dHash distance. The score array is a reused buffer: it is only
+    valid until the next chunk."""
     # word columns as contiguous 1-D arrays: 2-D popcounts over them are much faster than 3-D ones
     tp = [np.ascontiguousarray(target_p[:, w]) for w in range(target_p.shape[1])]
     td = [np.ascontiguousarray(target_d[:, w]) for w in range(target_d.shape[1])]
@@ -333,7 +332,6 @@ def nearest_clusters(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndar
     xor = np.empty((chunk, len(target_p)), dtype=np.uint64)
     count = np.empty((chunk, len(target_p)), dtype=np.uint8)
     total = np.empty((chunk, len(target_p)), dtype=np.int16)
-    biggest = np.iinfo(np.int16).max
     for begin in range(0, len(query_p), chunk):
         rows = np.arange(begin, min(len(query_p), begin + chunk))
         k = len(rows)
@@ -346,13 +344,96 @@ def nearest_clusters(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndar
         for w, column in enumerate(tp):
             np.bitwise_count(np.bitwise_xor(query_p[rows, w, None], column[None, :], out=x), out=c)
             np.add(score, c, out=score)
+        yield rows, score
+
+
+def nearest_clusters(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndarray, target_d: np.ndarray,
+                     target_labels: np.ndarray, tiers: Sequence[tuple[int, int]], weight: int,
+                     members: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                     chunk: int = 256, budget: int = 4_000_000) -> np.ndarray:
+    """For each query, the label of the cluster it clearly belongs to, or -1.
+
+    A cluster's score is pHash distance + weight x dHash distance to its nearest target; a query
+    belongs to the best cluster when, for one of the (reach, margin) `tiers`, that score is
+    within reach and every other cluster's is at least margin worse.
+
+    With `members` (hashes and labels of every frame of the clusters, the targets among them),
+    the targets only choose the candidates: the clusters whose nearest target scores within the
+    largest reach + margin of the tiers. A candidate is then scored on its nearest member, any
+    frame of it. The other clusters are left out: their nearest target already trails any best
+    within reach by the margin (their members are not searched). Cost: queries x targets, then
+    the members of each query's candidate clusters.
+    """
+    result = np.full(len(query_p), -1, dtype=np.int64)
+    if not len(query_p) or not len(target_p):
+        return result
+    order = np.argsort(target_labels, kind="stable")
+    target_p, target_d, target_labels = target_p[order], target_d[order], target_labels[order]
+    new_group = np.r_[True, target_labels[1:] != target_labels[:-1]]
+    cluster_of_group = target_labels[new_group]
+    group_of_target = np.cumsum(new_group) - 1
+    if members is not None:
+        candidates = max(reach + margin for reach, margin in tiers)
+        # step 1: the (query, cluster) pairs whose nearest target scores within `candidates`
+        found_q, found_g = [], []
+        within = np.empty((chunk, len(target_p)), dtype=bool)
+        for rows, score in _score_chunks(query_p, query_d, target_p, target_d, weight, chunk):
+            r, t = np.divmod(np.flatnonzero(np.less_equal(score, candidates, out=within[:len(rows)])), len(target_p))
+            key = np.unique(rows[r] * len(cluster_of_group) + group_of_target[t])
+            found_q.append(key // len(cluster_of_group))
+            found_g.append(key % len(cluster_of_group))
+        pair_q, pair_g = np.concatenate(found_q), np.concatenate(found_g)  # sorted by query
+        if not len(pair_q):
+            return result
+        # step 2: each pair scored on every member of its cluster
+        member_p, member_d, member_labels = members
+        by_label = np.argsort(member_labels, kind="stable")
+        sorted_labels = member_labels[by_label]
+        first = np.searchsorted(sorted_labels, cluster_of_group, side="left")
+        count = np.searchsorted(sorted_labels, cluster_of_group, side="right") - first
+        pair_score = np.empty(len(pair_q), dtype=np.int32)
+        c_all = count[pair_g]
+        cumulative = np.cumsum(c_all)
+        cuts = np.searchsorted(cumulative, np.arange(budget, int(cumulative[-1]) if len(cumulative) else 0, budget))
+        for part in np.split(np.arange(len(pair_q)), cuts):
+            if not len(part):
+                continue
+            c = c_all[part]
+            offsets = np.cumsum(c) - c
+            step = np.arange(int(c.sum())) - np.repeat(offsets, c)
+            m = by_label[np.repeat(first[pair_g[part]], c) + step]
+            q = np.repeat(pair_q[part], c)
+            s = distances(member_d[m], query_d[q]).astype(np.int32) * weight + distances(member_p[m], query_p[q])
+            pair_score[part] = np.minimum.reduceat(s, offsets)
+        # the rule on each query's candidates: its best within reach, its second at least margin worse
+        ranked = np.lexsort((pair_score, pair_q))
+        pair_q, pair_g, pair_score = pair_q[ranked], pair_g[ranked], pair_score[ranked]
+        head = np.nonzero(np.r_[True, pair_q[1:] != pair_q[:-1]])[0]
+        has_second = np.r_[head[1:], len(pair_q)] - head > 1
+        second = np.full(len(head), np.iinfo(np.int32).max, dtype=np.int64)
+        second[has_second] = pair_score[head[has_second] + 1]
+        best = pair_score[head].astype(np.int64)
+        ok = _clear(best, second, tiers)
+        result[pair_q[head[ok]]] = cluster_of_group[pair_g[head[ok]]]
+        return result
+    biggest = np.iinfo(np.int16).max
+    for rows, score in _score_chunks(query_p, query_d, target_p, target_d, weight, chunk):
+        k = len(rows)
         nearest = np.argmin(score, axis=1)
         best = score[np.arange(k), nearest].astype(np.int32)
         best_group = group_of_target[nearest]
         second = np.where(group_of_target[None, :] == best_group[:, None], biggest, score).min(axis=1).astype(np.int32)
-        ok = (best <= reach) & (second - best >= margin)
+        ok = _clear(best, second, tiers)
         result[rows[ok]] = cluster_of_group[best_group[ok]]
     return result
+
+
+def _clear(best: np.ndarray, second: np.ndarray, tiers: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Whether the best score wins clearly under one of the (reach, margin) tiers."""
+    ok = np.zeros(len(best), dtype=bool)
+    for reach, margin in tiers:
+        ok |= (best <= reach) & (second - best >= margin)
+    return ok
 
 
 @dataclass
@@ -415,6 +496,8 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     targets = clustering.reps[sizes[cluster_of[clustering.reps]] > 1] if weak else clustering.reps[:0]
     if weak and len(targets):
         target_bands = [_bands(core[i]) for i in targets.tolist()]
+        member_rows = np.nonzero(sizes[cluster_of] > 1)[0] if params.attach_members else targets[:0]
+        member_bands = [_bands(core[i]) for i in member_rows.tolist()]
         by_level: dict[str, list[dict[str, Any]]] = {}
         for r in weak:
             bands = _bands(r)
@@ -425,10 +508,14 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
             by_level.setdefault(level, []).append(r | {"_band": bands[level]})
         for level, queries in sorted(by_level.items()):
             usable = [k for k, b in enumerate(target_bands) if level in b]
+            have = [k for k, b in enumerate(member_bands) if level in b]
+            members = (hex_to_words(member_bands[k][level][0] for k in have), hex_to_words(member_bands[k][level][1] for k in have),
+                       cluster_of[member_rows[have]]) if have else None
             found = nearest_clusters(
                 hex_to_words(q["_band"][0] for q in queries), hex_to_words(q["_band"][1] for q in queries),
                 hex_to_words(target_bands[k][level][0] for k in usable), hex_to_words(target_bands[k][level][1] for k in usable),
-                cluster_of[targets[usable]], *_band_rule(int(level), params), params.attach_dhash_weight)
+                cluster_of[targets[usable]], _band_rule(int(level), params), params.attach_dhash_weight,
+                members)
             for q, cid in zip(queries, found.tolist()):
                 if cid < 0:
                     stats.band_unmatched += 1
@@ -465,11 +552,14 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
     return stats
 
 
-def _band_rule(level: int, params: ClusterParams) -> tuple[int, int]:
-    """(reach, margin) for a band ending at `level` percent of the height."""
+def _band_rule(level: int, params: ClusterParams) -> list[tuple[int, int]]:
+    """The (reach, margin) tiers for a band ending at `level` percent of the height."""
     if level >= params.band_whole_from:
-        return params.attach_max, params.attach_margin
-    return params.band_reach, params.band_margin
+        return [(params.attach_max, params.attach_margin)]
+    tiers = [(params.band_reach, params.band_margin)]
+    if params.band_far_reach:
+        tiers.append((params.band_far_reach, params.band_far_margin))
+    return tiers
 
 
 def _bands(row: dict[str, Any]) -> dict[str, list[str]]:

@@ -64,17 +64,22 @@ def brute_force_two_stage(ph, dh, params):
             if a != b and joined[a] == joined[b]:
                 adjacency[ra].append(rb)
     labels = _flood(adjacency)
-    # stage 3: a frame alone joins the clearly nearest cluster, scored on that cluster's representatives
+    # stage 3: a frame alone joins the clearly nearest cluster. The representatives choose the
+    # candidate clusters (nearest representative within reach + margin); with attach_members a
+    # candidate is then scored on its nearest member, any frame of it.
     size = {label: int((labels == label).sum()) for label in set(labels.tolist())}
     final = labels.copy()
+    score = lambda i, j: int(dp[i, j]) + params.attach_dhash_weight * int(dd[i, j])  # noqa: E731
     for i in range(n):
         if size[labels[i]] != 1:
             continue
         scores = {}
         for r in reps:
             if size[labels[r]] > 1:
-                score = int(dp[i, r]) + params.attach_dhash_weight * int(dd[i, r])
-                scores[labels[r]] = min(scores.get(labels[r], 10**9), score)
+                scores[labels[r]] = min(scores.get(labels[r], 10**9), score(i, r))
+        if params.attach_members:
+            scores = {label: min(score(i, m) for m in range(n) if labels[m] == label)
+                      for label, s in scores.items() if s <= params.attach_max + params.attach_margin}
         ranked = sorted(scores.items(), key=lambda t: t[1])
         if ranked and ranked[0][1] <= params.attach_max and (len(ranked) == 1 or ranked[1][1] - ranked[0][1] >= params.attach_margin):
             final[i] = ranked[0][0]
@@ -109,11 +114,12 @@ def camera_like(rng, cameras, frames, noise, flips=12, dflips=5):
     return pack(ph)[order], pack(dh)[order]
 
 
+@pytest.mark.parametrize("members", [True, False])
 @pytest.mark.parametrize("seed,cameras,frames,noise", [(1, 20, 15, 30), (2, 40, 8, 60), (3, 5, 60, 10), (4, 60, 4, 100)])
-def test_clustering_equals_brute_force_on_random_data(seed, cameras, frames, noise):
+def test_clustering_equals_brute_force_on_random_data(seed, cameras, frames, noise, members):
     rng = np.random.default_rng(seed)
     ph, dh = camera_like(rng, cameras, frames, noise)
-    params = ClusterParams()
+    params = ClusterParams(attach_members=members)
     fast = cluster_labels(ph, dh, params)
     assert same_partition(fast.labels, brute_force_two_stage(ph, dh, params))
     assert fast.attached.any()  # the data exercise every stage
@@ -121,6 +127,39 @@ def test_clustering_equals_brute_force_on_random_data(seed, cameras, frames, noi
     close = (distances(ph[:, None, :], ph[None, :, :]) <= params.core_phash_max) & (
         distances(dh[:, None, :], dh[None, :, :]) <= params.core_dhash_max)
     assert same_partition(components(len(ph), [core_pairs(ph, dh, params)]), components(len(ph), [np.nonzero(close)]))
+
+
+def member_strays(rng, cameras, frames, strays):
+    """Tight cameras plus strays that are each a distant copy of one frame: nearer that frame than
+    the camera's exemplars, so scoring candidates on their members changes what attaches."""
+    ph, dh = [], []
+    for _ in range(cameras):
+        mode_p, mode_d = rng.integers(0, 2, 256, dtype=np.uint8), rng.integers(0, 2, 64, dtype=np.uint8)
+        for _ in range(frames):
+            p, d = mode_p.copy(), mode_d.copy()
+            p[rng.choice(256, int(rng.integers(0, 15)), replace=False)] ^= 1
+            d[rng.choice(64, int(rng.integers(0, 5)), replace=False)] ^= 1
+            ph.append(p), dh.append(d)
+    for _ in range(strays):
+        k = int(rng.integers(len(ph)))
+        p, d = ph[k].copy(), dh[k].copy()
+        p[rng.choice(256, 60, replace=False)] ^= 1
+        d[rng.choice(64, 12, replace=False)] ^= 1
+        ph.append(p), dh.append(d)
+    pack = lambda rows: np.packbits(np.array(rows), axis=1).view(">u8").astype(np.uint64)  # noqa: E731
+    order = rng.permutation(len(ph))
+    return pack(ph)[order], pack(dh)[order]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_strays_scored_on_members_equal_brute_force(seed):
+    ph, dh = member_strays(np.random.default_rng(seed), 15, 12, 40)
+    on_members = ClusterParams(exemplar_max=1, attach_max=115)
+    on_reps = ClusterParams(exemplar_max=1, attach_max=115, attach_members=False)
+    fast, fast_reps = cluster_labels(ph, dh, on_members), cluster_labels(ph, dh, on_reps)
+    assert same_partition(fast.labels, brute_force_two_stage(ph, dh, on_members))
+    assert same_partition(fast_reps.labels, brute_force_two_stage(ph, dh, on_reps))
+    assert fast.attached.sum() > fast_reps.attached.sum()  # the members rule is exercised
 
 
 def test_a_huge_bucket_is_still_exact():
@@ -211,7 +250,7 @@ def _fp(frame_id, phash=None, dhash=None, band=None, status="ok"):
 
 
 SMALL = dict(phash_max=4, dhash_max=4, tight_phash_max=4, tight_dhash_max=4, core_phash_max=2, block_bits=8,
-             attach_max=0, band_reach=12, band_margin=8)
+             attach_max=0, band_reach=12, band_margin=8, band_far_reach=0)
 
 
 def _cluster(tmp_path, frames, params):
@@ -252,6 +291,22 @@ def test_a_truncated_frame_between_two_clusters_joins_neither(tmp_path):
     ]
     stats, got = _cluster(tmp_path, frames, ClusterParams(**SMALL))
     assert "s:t-ab" not in got and stats.band_unmatched == 1
+
+
+def test_a_short_band_far_from_every_cluster_but_clearly_nearest_one_joins_it(tmp_path):
+    frames = lambda: [  # noqa: E731 (fresh rows per case: _cluster edits them)
+        _fp("s:a1", "0" * 16, "0" * 16, ("00000000000000ff", "0" * 16)),
+        _fp("s:a2", "0000000000000003", "0" * 16, ("00000000000000ff", "0" * 16)),
+        _fp("s:b1", "ffffffffffffffff", "f" * 16, ("ffffffffffffff00", "f" * 16)),
+        _fp("s:b2", "fffffffffffffff7", "f" * 16, ("ffffffffffffff00", "f" * 16)),
+        _fp("s:t-a", band=("00000000ffff00ff", "0" * 16)),  # 16 bits from a's band: beyond band_reach
+    ]
+    stats, got = _cluster(tmp_path / "near", frames(), ClusterParams(**SMALL))
+    assert "s:t-a" not in got and stats.band_unmatched == 1
+    stats, got = _cluster(tmp_path / "far", frames(), ClusterParams(**(SMALL | dict(band_far_reach=20, band_far_margin=16))))
+    assert got["s:t-a"] == (got["s:a1"][0], "band")
+    stats, got = _cluster(tmp_path / "strict", frames(), ClusterParams(**(SMALL | dict(band_far_reach=20, band_far_margin=400))))
+    assert "s:t-a" not in got
 
 
 def test_a_frame_left_alone_joins_the_clearly_nearest_cluster_as_a_leaf(tmp_path):
