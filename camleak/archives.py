@@ -82,6 +82,12 @@ def archive_kind(path: Path) -> str:
     """'dir', 'zip' or 'tar'; anything else is an input error naming the file."""
     if path.is_dir():
         return "dir"
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if archive_magic(head) == "tar":
+        # A POSIX tar says so in its first header. Ask this before zipfile, which looks for an
+        # end-of-central-directory record near the end and finds one inside a tar member's data.
+        return "tar"
     try:
         if zipfile.is_zipfile(path):
             return "zip"

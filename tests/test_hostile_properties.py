@@ -130,6 +130,18 @@ def test_tar_reader_round_trips_any_names_first_name_wins(entries, mode):
     assert read == expected
 
 
+def test_a_tar_whose_member_holds_a_zip_end_record_is_still_a_tar(tmp_path):
+    # Found by the property test above: zipfile.is_zipfile finds b"PK\x05\x06" inside member data.
+    path = tmp_path / "a.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in (("s1.jpg", b"PK\x05\x06"), ("s2.jpg", b"PK\x05\x06" + bytes(18))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    assert archives.archive_kind(path) == "tar"
+    assert {m.name: m.data for m in archives.iter_members(path)} == {"s1.jpg": b"PK\x05\x06", "s2.jpg": b"PK\x05\x06" + bytes(18)}
+
+
 @FAST
 @given(st.binary(min_size=1, max_size=3000), st.sampled_from(["x.tar", "x.tar.gz", "x.zip", "x.tgz", "x.tar.zst"]))
 def test_archive_reader_on_arbitrary_bytes_raises_only_input_error(blob, name):
