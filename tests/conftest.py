@@ -6,15 +6,23 @@ import csv
 import gzip
 import io
 import json
+import os
 import tarfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from PIL import Image, ImageDraw
 
 from camleak.simulate import SimParams, generate_incident
+
+# In CI the property tests replay a fixed sequence of examples, so a submission passes or fails on
+# its code, not on the draw; exploring new examples is for developers' runs and the fuzzers.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def scene(seed: int, size=(640, 360), night: bool = False) -> Image.Image:
