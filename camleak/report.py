@@ -60,6 +60,20 @@ class LeakedEvent:
         return self.event in VIEW_EVENTS
 
 
+def _activity(entry: dict[str, Any]) -> dict[str, Any]:
+    """The delivery figures an owner row and a recipient row share."""
+    return {
+        "frames": len(entry["frames"]),
+        "delivered": entry["delivered"],
+        "viewed": entry["viewed"],
+        "viewed_frames": len(entry["viewed_frames"]),
+        "first_seen": min(entry["times"])[1],
+        "last_seen": max(entry["times"])[1],
+        "integrations": sorted(entry["integrations"]),
+        "evidence": "content" if "content" in entry["evidence"] else "log",
+    }
+
+
 def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, Any]:
     exposures = [_exposure(row) for row in case.db.query(
         "select * from exposures order by recipient_account, source_device")]
@@ -101,37 +115,13 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
     for name in sorted(owners):
         o = owners[name]
         group = GROUP_BOTH_ROLES if name in recipients else (GROUP_OWNER_VIEWED if o["viewed"] else GROUP_OWNER_DELIVERED)
-        owner_list.append({
-            "owner_account": name,
-            "devices": sorted(o["devices"]),
-            "homes": len(o["homes"]),
-            "frames": len(o["frames"]),
-            "recipients": len(o["recipients"]),
-            "delivered": o["delivered"],
-            "viewed": o["viewed"],
-            "viewed_frames": len(o["viewed_frames"]),
-            "first_seen": min(o["times"])[1],
-            "last_seen": max(o["times"])[1],
-            "integrations": sorted(o["integrations"]),
-            "evidence": "content" if "content" in o["evidence"] else "log",
-            "group": group,
-        })
+        owner_list.append({"owner_account": name, "devices": sorted(o["devices"]), "homes": len(o["homes"]),
+                           "recipients": len(o["recipients"]), **_activity(o), "group": group})
     recipient_list = []
     for name in sorted(recipients):
         r = recipients[name]
-        recipient_list.append({
-            "account": name,
-            "source_homes": len(r["homes"]),
-            "frames": len(r["frames"]),
-            "delivered": r["delivered"],
-            "viewed": r["viewed"],
-            "viewed_frames": len(r["viewed_frames"]),
-            "first_seen": min(r["times"])[1],
-            "last_seen": max(r["times"])[1],
-            "integrations": sorted(r["integrations"]),
-            "evidence": "content" if "content" in r["evidence"] else "log",
-            "group": GROUP_BOTH_ROLES if name in owner_accounts else GROUP_RECIPIENT_ONLY,
-        })
+        group = GROUP_BOTH_ROLES if name in owner_accounts else GROUP_RECIPIENT_ONLY
+        recipient_list.append({"account": name, "source_homes": len(r["homes"]), **_activity(r), "group": group})
 
     times = [e["first_seen"] for e in exposures] + [e["last_seen"] for e in exposures]
     summary = {
