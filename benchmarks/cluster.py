@@ -1,7 +1,7 @@
 """Clustering time and memory for 10^4 .. 10^6 fingerprints, and exactness against brute force.
 
 The rule is camleak's three stages (cores by multi-index hashing, corroborated joins between
-core exemplars, strays attached as leaves); the brute-force reference differs only in finding
+core exemplars, conflicted lone frames detached, strays attached as leaves); the brute-force reference differs only in finding
 the cores by comparing every pair. The fingerprints are synthetic but shaped like real cameras: many cameras with heavy-tailed
 frame counts, one or two modes each (day and night, ~60 pHash bits apart), every frame a noisy
 near-duplicate of its mode, plus a share of random frames that match nothing. On the smaller
@@ -22,7 +22,7 @@ import tracemalloc
 
 import numpy as np
 
-from camleak.cluster import (DEFAULT_CLUSTER_PARAMS, ClusterParams, attach_singletons, cluster_labels, components, distances,
+from camleak.cluster import (DEFAULT_CLUSTER_PARAMS, ClusterParams, attach_singletons, cluster_labels, components, conflicted, distances,
                             exemplars, link_pairs)
 
 
@@ -74,8 +74,13 @@ def brute_force(ph: np.ndarray, dh: np.ndarray, params: ClusterParams, chunk: in
         r, c = np.nonzero(close)
         rows.append(r + start), cols.append(c)
     core = (np.concatenate(rows), np.concatenate(cols))
-    reps = exemplars(components(n, [core]), ph, params)
+    cores = components(n, [core])
+    reps = exemplars(cores, ph, params)
     joins = [(reps[r], reps[c]) for r, c in link_pairs(ph[reps], dh[reps], params)]
+    labels = components(n, [core, *joins])
+    gone = np.zeros(n, dtype=bool)
+    gone[conflicted(labels, cores, reps, ph, dh, params)] = True
+    joins = [(r[~(gone[r] | gone[c])], c[~(gone[r] | gone[c])]) for r, c in joins]
     return attach_singletons(components(n, [core, *joins]), reps, ph, dh, params)[0]
 
 

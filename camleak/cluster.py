@@ -15,6 +15,11 @@ The rule, in three stages, each exact (the same groups as comparing every pair):
    representative neighbours both. Single-link over one loose threshold chains two homes
    together through one borderline pair; two hash kinds and corroboration stop that. This stage
    costs the square of the representatives, not of the frames.
+   *Conflicts*: a frame in no core that the joins put in a multi-frame cluster is checked with
+   the stage-3 score: its own cluster scored on its other members, the stage-3 candidates of
+   the other clusters on theirs. When another scores at least `conflict_margin` better, its
+   stage-2 links are dropped (it may still corroborate others' links) and it is left to stage 3.
+   Cost: those frames x representatives, then the members of their candidates.
 
 3. *Strays*: a frame still alone joins, as a leaf, the cluster that is clearly nearest
    (score pHash + 4 x dHash within `attach_max`, every other cluster at least `attach_margin`
@@ -24,7 +29,8 @@ The rule, in three stages, each exact (the same groups as comparing every pair):
    each candidate is compared. Cost: frames alone x representatives, then the members of each
    stray's few candidates.
 
-Clusters are the connected components of the first two stages' links, plus the strays.
+Clusters are the connected components of the first two stages' links (less the dropped ones),
+plus the strays.
 Truncated frames never create links: each joins, by the stage-3 rule on the largest band that
 decoded, the one cluster whose members' same band is clearly nearest, or none. A short band
 joins when it is near (`band_reach`, lead `band_margin`) or, farther (`band_far_reach`), only
@@ -62,6 +68,7 @@ class ClusterParams:
     attach_margin: int = 32  # ...when every other cluster scores at least this much worse
     attach_dhash_weight: int = 4  # score = pHash distance + this x dHash distance (256 vs 64 bits)
     attach_members: bool = True  # clusters whose representatives score near enough are then scored on every member
+    conflict_margin: int = 24  # >0: a lone frame joined in stage 2 leaves when another cluster scores this much better
     band_reach: int = 70  # a truncated frame's band: the stage-3 rule on band hashes, stricter...
     band_margin: int = 40
     band_whole_from: int = 65  # ...unless the band covers this percent of the height: then as stage 3
@@ -294,8 +301,69 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
     reps = exemplars(cores, phash, params)
     joins = [(reps[r], reps[c]) for r, c in link_pairs(phash[reps], dhash[reps], params)]
     labels = components(n, [core, *joins])
+    detached = conflicted(labels, cores, reps, phash, dhash, params)
+    if len(detached):
+        gone = np.zeros(n, dtype=bool)
+        gone[detached] = True
+        joins = [(r[~(gone[r] | gone[c])], c[~(gone[r] | gone[c])]) for r, c in joins]
+        labels = components(n, [core, *joins])
     labels, attached = attach_singletons(labels, reps, phash, dhash, params)
     return Clustering(labels, int(cores.max(initial=-1) + 1), len(reps), attached, reps)
+
+
+def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
+               params: ClusterParams, chunk: int = 256, budget: int = 4_000_000) -> np.ndarray:
+    """Frames in no core that stage 2 put in a multi-frame cluster, but that another cluster
+    claims more strongly by the stage-3 score: they leave their cluster (their stage-2 links are
+    dropped) and stage 3 decides for them.
+
+    A frame's own cluster is scored on its other members; the other candidate clusters are those
+    of stage 3 (a representative within `attach_max + attach_margin`), scored on their members.
+    The frame leaves when the best other scores at least `conflict_margin` below its own cluster.
+    Cost: such frames x representatives, then the members of their candidates.
+    """
+    n = len(labels)
+    if not params.conflict_margin or n < 2:
+        return np.zeros(0, dtype=np.int64)
+    sizes = np.bincount(labels)
+    queries = np.nonzero((np.bincount(cores)[cores] == 1) & (sizes[labels] > 1))[0]
+    targets = reps[sizes[labels[reps]] > 1]
+    if not len(queries):
+        return queries
+    weight = params.attach_dhash_weight
+    bound = params.attach_max + params.attach_margin
+    keys = []
+    for rows, score in _score_chunks(phash[queries], dhash[queries], phash[targets], dhash[targets], weight, chunk):
+        r, t = np.nonzero((score <= bound) & (targets[None, :] != queries[rows, None]))
+        keys.append(rows[r].astype(np.int64) * n + labels[targets[t]])
+        keys.append(rows.astype(np.int64) * n + labels[queries[rows]])  # its own cluster, always
+    key = np.unique(np.concatenate(keys))
+    pair_q, pair_l = key // n, key % n
+    # each (frame, cluster) pair scored on every member of the cluster but the frame itself
+    members = np.nonzero(sizes[labels] > 1)[0]
+    by_label = members[np.argsort(labels[members], kind="stable")]
+    sorted_labels = labels[by_label]
+    first = np.searchsorted(sorted_labels, pair_l, side="left")
+    count = np.searchsorted(sorted_labels, pair_l, side="right") - first
+    pair_score = np.empty(len(pair_q), dtype=np.int64)
+    cumulative = np.cumsum(count)
+    cuts = np.searchsorted(cumulative, np.arange(budget, int(cumulative[-1]), budget))
+    for part in np.split(np.arange(len(pair_q)), cuts):
+        if not len(part):
+            continue
+        c = count[part]
+        offsets = np.cumsum(c) - c
+        m = by_label[np.repeat(first[part], c) + np.arange(int(c.sum())) - np.repeat(offsets, c)]
+        q = queries[np.repeat(pair_q[part], c)]
+        s = distances(dhash[m], dhash[q]).astype(np.int64) * weight + distances(phash[m], phash[q])
+        s[m == q] = np.iinfo(np.int32).max
+        pair_score[part] = np.minimum.reduceat(s, offsets)
+    own = pair_l == labels[queries[pair_q]]
+    own_score = np.full(len(queries), np.iinfo(np.int32).max, dtype=np.int64)
+    own_score[pair_q[own]] = pair_score[own]
+    other = np.full(len(queries), np.iinfo(np.int32).max, dtype=np.int64)
+    np.minimum.at(other, pair_q[~own], pair_score[~own])
+    return queries[other + params.conflict_margin <= own_score]
 
 
 def attach_singletons(labels: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,

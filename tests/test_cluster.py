@@ -15,13 +15,17 @@ from camleak.cluster import (ClusterParams, cluster_case, cluster_labels, compon
 
 def brute_force_labels(ph, dh, params):
     """The joining rule written the slow, obvious way (any number of words per hash)."""
+    return _flood(brute_force_links(ph, dh, params))
+
+
+def brute_force_links(ph, dh, params):
+    """Each item's linked items under the joining rule."""
     n = len(ph)
     dp = lambda i, j: sum(bin(int(a) ^ int(b)).count("1") for a, b in zip(ph[i], ph[j]))  # noqa: E731
     dd = lambda i, j: sum(bin(int(a) ^ int(b)).count("1") for a, b in zip(dh[i], dh[j]))  # noqa: E731
     near = [{j for j in range(n) if j != i and dp(i, j) <= params.phash_max and dd(i, j) <= params.dhash_max} for i in range(n)]
-    adjacency = [[j for j in near[i] if (dp(i, j) <= params.tight_phash_max and dd(i, j) <= params.tight_dhash_max)
-                  or len(near[i] & near[j]) >= params.min_common] for i in range(n)]
-    return _flood(adjacency)
+    return [[j for j in near[i] if (dp(i, j) <= params.tight_phash_max and dd(i, j) <= params.tight_dhash_max)
+             or len(near[i] & near[j]) >= params.min_common] for i in range(n)]
 
 
 def _flood(adjacency):
@@ -57,19 +61,42 @@ def brute_force_two_stage(ph, dh, params):
             chosen.append(members[gap.index(max(gap))])
         reps += chosen
     reps = sorted(reps)
-    joined = brute_force_labels(ph[reps], dh[reps], params)
-    adjacency = [[j for j in np.nonzero(close[i])[0] if j != i] for i in range(n)]
-    for a, ra in enumerate(reps):
-        for b, rb in enumerate(reps):
-            if a != b and joined[a] == joined[b]:
-                adjacency[ra].append(rb)
-    labels = _flood(adjacency)
+    links = brute_force_links(ph[reps], dh[reps], params)
+    score = lambda i, j: int(dp[i, j]) + params.attach_dhash_weight * int(dd[i, j])  # noqa: E731
+
+    def stage_two(dropped):
+        joined = _flood([[b for b in links[a] if reps[a] not in dropped and reps[b] not in dropped]
+                         for a in range(len(reps))])
+        adjacency = [[j for j in np.nonzero(close[i])[0] if j != i] for i in range(n)]
+        for a, ra in enumerate(reps):
+            for b, rb in enumerate(reps):
+                if a != b and joined[a] == joined[b]:
+                    adjacency[ra].append(rb)
+        return _flood(adjacency)
+
+    labels = stage_two(set())
+    # conflicts: a frame in no core that stage 2 put in a multi-frame cluster leaves it (its
+    # stage-2 links dropped) when another candidate cluster (a representative within reach +
+    # margin) scores, on its members, at least conflict_margin below its own cluster's other members.
+    size = {label: int((labels == label).sum()) for label in set(labels.tolist())}
+    core_size = {c: int((cores == c).sum()) for c in set(cores.tolist())}
+    dropped = set()
+    for i in range(n):
+        if not params.conflict_margin or core_size[cores[i]] != 1 or size[labels[i]] == 1:
+            continue
+        candidates = {labels[r] for r in reps if r != i and size[labels[r]] > 1
+                      and score(i, r) <= params.attach_max + params.attach_margin} | {labels[i]}
+        scores = {label: min(score(i, m) for m in range(n) if labels[m] == label and m != i) for label in candidates}
+        own = scores.pop(labels[i])
+        if scores and min(scores.values()) + params.conflict_margin <= own:
+            dropped.add(i)
+    if dropped:
+        labels = stage_two(dropped)
     # stage 3: a frame alone joins the clearly nearest cluster. The representatives choose the
     # candidate clusters (nearest representative within reach + margin); with attach_members a
     # candidate is then scored on its nearest member, any frame of it.
     size = {label: int((labels == label).sum()) for label in set(labels.tolist())}
     final = labels.copy()
-    score = lambda i, j: int(dp[i, j]) + params.attach_dhash_weight * int(dd[i, j])  # noqa: E731
     for i in range(n):
         if size[labels[i]] != 1:
             continue
@@ -236,6 +263,46 @@ def test_a_borderline_pair_needs_a_shared_neighbour():
     ph = np.vstack([ph, np.array([[0b11111]], dtype=np.uint64)])
     labels = components(5, link_pairs(ph, np.zeros((5, 1), dtype=np.uint64), params))
     assert len(set(labels.tolist())) == 1
+
+
+def _bits(size, *spans):
+    row = np.zeros(size, dtype=np.uint8)
+    for start, stop in spans:
+        row[start:stop] ^= 1
+    return row
+
+
+def loosely_claimed_frame():
+    """Camera A: a core (frames 0-3) and a lone frame 4 tight to it. Camera B: a core (frames
+    6-9). Frame 5 is within the loose rule of A's core, (pHash, dHash) = (67, 20), and of frame 4,
+    (70, 14), and those two corroborate each other; B is beyond the loose rule (pHash 81) but far
+    nearer by the combined score: 81 + 4 x 3 = 93 against A's 70 + 4 x 14 = 126 (the pattern of a
+    night thumbnail pulled into another home's day cluster)."""
+    ph, dh = [], []
+    for k in range(4):  # A's core
+        ph.append(_bits(256, (240 + k, 241 + k))), dh.append(_bits(64))
+    ph.append(_bits(256, (0, 40))), dh.append(_bits(64, (0, 6)))  # 4: A, alone, tight to the core
+    ph.append(_bits(256, (22, 88))), dh.append(_bits(64, (0, 20)))  # 5: the frame in question
+    for k in range(4):  # B's core, around frame 5 moved by 80 pHash bits and 3 dHash bits
+        ph.append(_bits(256, (22, 88), (100, 180), (244 + k, 245 + k))), dh.append(_bits(64, (0, 20), (30, 33)))
+    pack = lambda rows: np.packbits(np.array(rows), axis=1).view(">u8").astype(np.uint64)  # noqa: E731
+    return pack(ph), pack(dh)
+
+
+def test_a_frame_claimed_loosely_by_one_cluster_but_nearer_another_leaves_it():
+    ph, dh = loosely_claimed_frame()
+    assert distances(ph[5], ph[0]) == 67 and distances(dh[5], dh[0]) == 20
+    assert distances(ph[5], ph[4]) == 70 and distances(dh[5], dh[4]) == 14
+    assert distances(ph[5], ph[6]) == 81 and distances(dh[5], dh[6]) == 3
+    without = cluster_labels(ph, dh, ClusterParams(conflict_margin=0)).labels
+    assert len(set(without[:6].tolist())) == 1  # stage 2 alone puts frame 5 in A
+    fast = cluster_labels(ph, dh, ClusterParams())
+    labels = fast.labels
+    assert len(set(labels[:5].tolist())) == 1 and len(set(labels[6:].tolist())) == 1
+    assert labels[5] != labels[0]  # not in A: it leaves, and stage 3 attaches it to B, the clear winner
+    assert labels[5] == labels[6] and fast.attached[5]
+    assert same_partition(labels, brute_force_two_stage(ph, dh, ClusterParams()))
+    assert same_partition(without, brute_force_two_stage(ph, dh, ClusterParams(conflict_margin=0)))
 
 
 def test_distances_over_multiword_hashes():
