@@ -208,6 +208,51 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         },
         "id",
     ),
+    # Playbook runs (camleak.playbook): one row per run of a playbook against this case, and one
+    # row per attempt at each of its steps, so `camleak report` can show the response timeline.
+    "playbook_runs": (
+        {
+            "id": int,
+            "playbook": str,
+            "title": str,
+            "source": str,
+            "sha256": str,
+            "variables": str,
+            "operator": str,
+            "started": str,
+            "ended": str,
+            "status": str,  # running | complete | paused | failed | interrupted
+            "stopped_at": str,
+            "message": str,
+        },
+        "id",
+    ),
+    "playbook_steps": (
+        {
+            "id": int,
+            "run_id": int,
+            "position": int,
+            "step": str,
+            "title": str,
+            "phase": str,  # detection | containment | evidence | analysis | notification | recovery | verification
+            "kind": str,  # camleak | manual
+            "owner": str,
+            "command": str,
+            "instruction": str,
+            "attempt": int,
+            "status": str,  # running | ok | failed | interrupted | pending | confirmed | skipped
+            "started": str,
+            "ended": str,
+            "exit_code": int,
+            "summary": str,
+            "output": str,
+            "outputs": str,
+            "confirmed_by": str,
+            "note": str,
+            "case_runs": str,
+        },
+        "id",
+    ),
 }
 
 INDEXES = [
@@ -215,6 +260,7 @@ INDEXES = [
     ("events", ["account_id"]),
     ("frames", ["snapshot"]),
     ("problems", ["stage"]),
+    ("playbook_steps", ["run_id"]),
 ]
 
 
