@@ -309,8 +309,10 @@ class CaseLock:
 
     _held: dict[str, tuple[int, int]] = {}  # resolved lock path -> (fd, users)
 
-    def __init__(self, case_path: Path, *, wait: float = 0.0, command: str | None = None):
-        self.path = case_path.with_name(case_path.name + "-lock")
+    def __init__(self, case_path: Path, *, wait: float = 0.0, command: str | None = None, suffix: str = "-lock",
+                 holder: str = "another camleak process"):
+        self.path = case_path.with_name(case_path.name + suffix)
+        self.holder_words = holder
         self.key = str(self.path.resolve())
         held = self._held.get(self.key)
         if held:
@@ -340,7 +342,7 @@ class CaseLock:
                 return
             except OSError:
                 if time.monotonic() >= deadline:
-                    raise CaseError(f"{case_path}: in use by another camleak process ({self._holder(fd)}); "
+                    raise CaseError(f"{case_path}: in use by {self.holder_words} ({self._holder(fd)}); "
                                     "rerun when it has finished, or pass --wait SECONDS to queue behind it") from None
                 time.sleep(0.1)
 

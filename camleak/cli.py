@@ -1,7 +1,8 @@
 """The `camleak` command line: a thin layer that parses, calls the library, and prints.
 
 Exit codes: 0 success; 1 an input could not be used (the message names it); 2 usage error;
-3 exposures found, only with --fail-on-exposure; 70 anything unexpected (one line, the
+3 exposures found, only with --fail-on-exposure; 4 a playbook run paused at a manual checkpoint
+that awaits confirmation; 70 anything unexpected (one line, the
 traceback only with --debug); 130 interrupted.
 """
 
@@ -53,6 +54,7 @@ class Difficulty(str, Enum):
 
 
 EXIT_EXPOSURE = 3
+EXIT_PAUSED = 4
 EXIT_UNEXPECTED = 70
 
 app = typer.Typer(
@@ -64,8 +66,10 @@ app = typer.Typer(
 )
 ingest_app = typer.Typer(help="Bring one kind of input into a case file (each input is ingested once).", no_args_is_help=True)
 export_app = typer.Typer(help="Export case data for other tools.", no_args_is_help=True)
+playbook_app = typer.Typer(help="Incident playbooks: list them, read one as a checklist, run one against a case.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(export_app, name="export")
+app.add_typer(playbook_app, name="playbook")
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -159,6 +163,7 @@ def _settings(workers: int | None, scope: AccessScope) -> pipeline.TriageSetting
 
 
 def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     create_private_file(path)
     path.write_text(text)
 
@@ -388,6 +393,102 @@ def export_snapshots(
         _write_private(output, "".join(lines))
     else:
         sys.stdout.writelines(lines)
+
+
+# ---------------------------------------------------------------------------------------
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Set a playbook variable: NAME=VALUE (repeat for a list variable; NAME=KEY=VALUE for a mapping such as field_map).")]
+DirOpt = Annotated[Optional[list[Path]], typer.Option("--dir", help="Also look for playbooks in this folder (before $CAMLEAK_PLAYBOOKS, ./playbooks and the built-in ones; repeatable).")]
+@playbook_app.command("list")
+@handle_errors
+def playbook_list(dirs: DirOpt = None) -> None:
+    """List the playbooks camleak can run: from --dir, $CAMLEAK_PLAYBOOKS, ./playbooks and the built-in ones."""
+    from rich.table import Table
+    from .playbook import PlaybookError, discover, parse_playbook, read_source
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "title", "steps", "from"):
+        table.add_column(column)
+    broken = 0
+    for found in discover(dirs or []):
+        try:
+            pb = parse_playbook(read_source(found.source), found.source)
+            manual = sum(1 for st in pb.steps if st.kind == "manual")
+            table.add_row(found.name, escape(pb.title), f"{len(pb.steps) - manual} commands, {manual} checkpoints", escape(found.origin))
+        except PlaybookError as exc:
+            broken += 1
+            table.add_row(found.name, f"[red]cannot be used:[/] {escape(str(exc))}", "", escape(found.origin))
+    stdout.print(table)
+    if broken:
+        stderr.print(f"{broken} playbook(s) cannot be used; `camleak playbook show NAME` prints the problem", highlight=False)
+
+
+@playbook_app.command("show")
+@handle_errors
+def playbook_show(
+    name: Annotated[str, typer.Argument(help="Playbook name (see `camleak playbook list`) or path to a .yaml file.")],
+    set_: SetOpt = None,
+    dirs: DirOpt = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown checklist (for the incident document) instead of the terminal view.")] = False,
+) -> None:
+    """Print a playbook as a checklist, with variables substituted and, when its case file exists, each step's state."""
+    from .playbook import load, parse_assignments, render_all
+    from .playbook_runner import run_states
+    from .playbook_view import render_checklist, render_markdown_checklist
+    pb = load(name, dirs or [])
+    assigned = parse_assignments(pb, set_ or [])
+    rendered, resolver = render_all(pb, assigned, strict=False)
+    case_path, run, attempts = run_states(pb, assigned)
+    if markdown:
+        sys.stdout.write(render_markdown_checklist(pb, rendered, resolver, run, attempts))
+    else:
+        render_checklist(stdout, pb, rendered, resolver, case_path, run, attempts)
+
+
+@playbook_app.command("run")
+@handle_errors
+def playbook_run(
+    name: Annotated[str, typer.Argument(help="Playbook name (see `camleak playbook list`) or path to a .yaml file.")],
+    set_: SetOpt = None,
+    dirs: DirOpt = None,
+    confirm: Annotated[Optional[list[str]], typer.Option("--confirm", help="Record this manual checkpoint (step id) as done by --operator when the run reaches it (repeatable).")] = None,
+    note: Annotated[Optional[str], typer.Option("--note", help="A note recorded with the checkpoints confirmed by --confirm.")] = None,
+    operator: Annotated[Optional[str], typer.Option("--operator", help="Who is running the playbook, recorded with each confirmation (default: the login name).")] = None,
+    interactive: Annotated[Optional[bool], typer.Option("--interactive/--no-interactive", help="Ask at manual checkpoints (default: when stdin is a terminal). Without asking, a checkpoint is recorded pending and the run goes on only where the playbook says on_pending: continue.")] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Start a new run instead of continuing this playbook's latest run on the case.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's outcome as JSON on stdout (step output still goes to stderr).")] = False,
+) -> None:
+    """Run a playbook's steps in order against its case; rerun the same command to continue from a failed or pending step."""
+    import getpass
+    from .playbook import load, parse_assignments
+    from .playbook_runner import RunOptions, run_playbook
+    from .playbook_view import announce, ask_checkpoint, render_result
+    pb = load(name, dirs or [])
+    assigned = parse_assignments(pb, set_ or [])
+    unknown = sorted(set(confirm or []) - {st.id for st in pb.steps if st.kind == "manual"})
+    if unknown:
+        checkpoints = ", ".join(st.id for st in pb.steps if st.kind == "manual")
+        stderr.print(f"[bold red]usage error:[/] --confirm {', '.join(unknown)}: not a manual checkpoint of {pb.name} (its checkpoints: {checkpoints})", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    options = RunOptions(
+        operator=operator or login,
+        interactive=sys.stdin.isatty() if interactive is None else interactive,
+        confirm=frozenset(confirm or []), note=note, restart=restart, debug=_state["debug"], wait=_state["wait"],
+        ask=lambda rs: ask_checkpoint(stderr, rs),
+        echo=lambda line: stderr.print(f"  [dim]│[/] {escape(line)}", highlight=False, soft_wrap=True),
+        announce=lambda kind, text: announce(stderr, kind, text),
+    )
+    result = run_playbook(pb, assigned, options)
+    if as_json:
+        stdout.print_json(json.dumps(result.as_dict()))
+    else:
+        render_result(stdout, pb, result)
+    if result.status == "failed":
+        raise typer.Exit(1)
+    if result.status == "paused":
+        raise typer.Exit(EXIT_PAUSED)
 
 
 # ---------------------------------------------------------------------------------------

@@ -439,8 +439,9 @@ class Resolver:
     """Variable values: `--set` first, then defaults, with `${...}` in defaults resolved lazily,
     so a default nobody uses never needs its own variables set."""
 
-    def __init__(self, playbook: Playbook, assigned: dict[str, Any]):
+    def __init__(self, playbook: Playbook, assigned: dict[str, Any], placeholders: bool = False):
         self.playbook = playbook
+        self.placeholders = placeholders  # a missing variable renders as <name> (for `show`)
         self.assigned = assigned
         self.cache: dict[str, Any] = {}
         self.missing: set[str] = set()
@@ -455,7 +456,7 @@ class Resolver:
             default = self.playbook.variables[name].default
             if default is None:
                 self.missing.add(name)
-                return ""
+                return f"<{name}>" if self.placeholders else ""
             if name in self._stack:
                 cycle = " -> ".join(self._stack[self._stack.index(name):] + [name])
                 raise PlaybookError(f"{self.playbook.source}, line {self.playbook.variables[name].line}: "
@@ -555,12 +556,13 @@ def render_step(resolver: Resolver, step: Step) -> RenderedStep:
     return RenderedStep(step, tuple(argv), None, title, None, enabled, tuple(outputs))
 
 
-def render_all(playbook: Playbook, assigned: dict[str, Any]) -> tuple[list[RenderedStep], Resolver]:
-    """Render every step up front, so missing variables are reported together before step 1."""
-    resolver = Resolver(playbook, assigned)
+def render_all(playbook: Playbook, assigned: dict[str, Any], strict: bool = True) -> tuple[list[RenderedStep], Resolver]:
+    """Render every step up front, so missing variables are reported together before step 1.
+    `strict=False` (for reading) renders a missing variable as <name> instead of failing."""
+    resolver = Resolver(playbook, assigned, placeholders=not strict)
     rendered = [render_step(resolver, step) for step in playbook.steps]
     resolver.value("case")
-    if resolver.missing:
+    if resolver.missing and strict:
         names = sorted(resolver.missing)
         raise PlaybookUsageError(
             f"playbook {playbook.name} needs {', '.join(names)}: "
