@@ -405,7 +405,8 @@ def playbook_list(dirs: DirOpt = None) -> None:
     from rich.table import Table
     from .playbook import PlaybookError, discover, parse_playbook, read_source
     table = Table(box=None, pad_edge=False)
-    for column in ("name", "title", "steps", "from"):
+    table.add_column("name", no_wrap=True)
+    for column in ("title", "steps", "from"):
         table.add_column(column)
     broken = 0
     for found in discover(dirs or []):

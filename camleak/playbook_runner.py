@@ -124,7 +124,8 @@ class PlaybookRun:
                                       [run_id, rs.step.id]).fetchone()[0]
             row = {"run_id": run_id, "position": position, "step": rs.step.id, "title": rs.title,
                    "phase": rs.step.phase, "kind": rs.step.kind, "owner": rs.owner,
-                   "command": redact(rs.command_line) if rs.argv else None, "instruction": rs.instruction,
+                   "command": redact(rs.command_line) if rs.argv else None,
+                   "instruction": redact(rs.instruction) if rs.instruction else None,
                    "attempt": attempt, "status": status, "started": utcnow()}
             row.update(extra)
             table = case.db["playbook_steps"]
