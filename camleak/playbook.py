@@ -202,7 +202,10 @@ def parse_playbook(text: str, source: str) -> Playbook:
         first = min(errors, key=lambda e: _line_of(lines, tuple(e.absolute_path)))
         chosen = first if first.validator != "oneOf" or best is None else best
         path, problem, key = _describe_schema_error(chosen)
+        if chosen.validator == "required" and path:  # point at the mapping's own key line
+            path, key = path[:-1], path[-1]
         line = _line_of(lines, path, key)
+        path = path + (key,) if key is not None and chosen.validator == "required" else path
         raise PlaybookError(f"{source}, line {line}: {_where(path) or 'top level'}: {problem}")
 
     variables = {}
