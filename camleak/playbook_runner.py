@@ -86,7 +86,9 @@ def _summary(before: dict[str, int], after: dict[str, int], outputs: list[str], 
              if value != before.get(name, 0)]
     parts += [f"wrote {o}" for o in outputs]
     if exit_code:
-        last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+        # the last line that says something (rich draws error boxes around typer's usage errors)
+        cleaned = (line.strip().strip("│╭╮╰╯─┃━ ") for line in reversed(tail))
+        last = next((line for line in cleaned if any(c.isalnum() for c in line)), "")
         meaning = {1: "an input could not be used", 2: "usage error", 3: "exposures found",
                    70: "unexpected error", 130: "interrupted"}.get(exit_code, "failed")
         parts.insert(0, f"exit {exit_code} ({meaning})" + (f": {redact(last)[:300]}" if last else ""))
