@@ -360,3 +360,37 @@ def test_secrets_in_variables_never_reach_the_case_file(small, tmp_path):
     result = play("pull", "--dir", str(small), "--set", f"case={case}")
     assert result.exit_code == 2
     assert "started with secrets in logs" in " ".join(result.stderr.split())
+
+
+def test_ctrl_c_mid_step_records_it_interrupted_and_a_rerun_finishes(tiny_incident, tmp_path):
+    """Ctrl-C reaches the runner and its step (one process group); both stop, the attempt is
+    recorded as interrupted, and the same command picks the run up at that step."""
+    import signal
+    import time
+
+    case = tmp_path / "case.db"
+    cmd = [sys.executable, "-m", "camleak", "playbook", "run", "template", "--set", f"case={case}",
+           "--set", f"reports={tmp_path / 'r'}", "--set", f"devices={tiny_incident.devices}",
+           "--set", f"logs={tiny_incident.root / 'logs'}", "--set", f"snapshots={tiny_incident.root / 'snapshots'}",
+           *field_map_sets(tiny_incident)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if any(r["step"] == "triage" and r["status"] == "running" for r in attempts(case)):
+                break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the triage
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; rerun the same command to continue" in err
+    assert [(r["step"], r["status"]) for r in attempts(case) if r["step"] == "triage"] == [("triage", "interrupted")]
+    assert runs(case)[0]["status"] == "interrupted"
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [(r["attempt"], r["status"]) for r in attempts(case) if r["step"] == "triage"] == [(1, "interrupted"), (2, "ok")]
+    assert runs(case)[0]["status"] == "pending"
