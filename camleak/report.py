@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from . import REPORT_SCHEMA, __version__
 from .attribute import VIEW_EVENTS, Registry
 from .casefile import Case, utcnow
+from .response import response as _response
 from .timeutil import format_ts
 
 HOUR_MS = 3_600_000
@@ -160,6 +161,7 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
         "recipients": recipient_list,
         "unattributed": unattributed(case),
         "warnings": notes,
+        "response": _response(case),
     }
 
 
