@@ -163,6 +163,17 @@ def _json_list(text: str | None) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
+def case_identifiers(case: Case) -> set[str]:
+    """Every account, device and home id the case knows, to keep them out of widely shared text."""
+    ids: set[str] = set()
+    for d in case.db.query("select device_id, home_id, owner_account, shared_accounts from devices"):
+        ids.update(filter(None, (d["device_id"], d["home_id"], d["owner_account"])))
+        ids.update(str(a) for a in _json_list(d["shared_accounts"]) if a)
+    for table, column in (("events", "account_id"), ("events", "device_id")):
+        ids.update(r[column] for r in case.db.query(f"select distinct {column} from {table} where {column} is not null"))
+    return ids
+
+
 def headline(resp: dict[str, Any], limit: int = 2) -> list[str]:
     """One line per playbook (its latest run, at most `limit`) for the terminal summary."""
     latest: dict[str, dict[str, Any]] = {}
