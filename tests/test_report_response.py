@@ -309,3 +309,43 @@ def test_summary_names_each_playbooks_latest_run(with_runs):
     assert (f"Response: {PLAYBOOK} run 2 paused at 'notify-regulator' (3 of 4 steps started are done; "
             "1 awaiting confirmation); 1 earlier run in `camleak report`") in text
     assert OUTPUT_MARKER not in text
+
+
+# -- HTML in a real browser -----------------------------------------------------------------
+def test_response_section_in_chromium_shows_notes_as_text(with_runs, tmp_path):
+    """Chromium renders the section, shows the hostile note as text, and fetches nothing."""
+    import shutil
+    chromium = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if chromium is None:
+        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    path = tmp_path / "case.db"
+    with Case(with_runs[0], create=False) as case:
+        case.db.execute("vacuum into ?", [str(path)])
+    with Case(path, create=False) as case, case.db.conn:
+        # an <img> with an off-host source would be a request if it were markup, not text
+        case.db.execute("update playbook_steps set note = ? where id = 23", ['<img src="http://127.0.0.1:9/x.png"> | done'])
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", "--case", str(path), "--format", "html", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+                                          "--no-proxy-server", "--disable-background-networking"])
+        try:
+            page = browser.new_page()
+            requests: list[str] = []
+            dialogs: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(out.as_uri(), wait_until="load")
+            assert requests == [out.as_uri()] and dialogs == []
+            steps = page.locator("#response-steps tbody tr")
+            assert steps.count() == 8 and page.locator("#response-steps").is_visible()
+            notes = page.locator("#response-steps tbody tr td.note").all_inner_texts()
+            assert " ".join(notes[0].split()) == " ".join(HOSTILE_NOTE.split())
+            assert notes[5] == '<img src="http://127.0.0.1:9/x.png"> | done'
+            assert page.locator("#response-steps img, #response-steps script").count() == 0
+            assert page.locator("#response-phases tr[data-phase='recovery'] td").all_inner_texts()[4] == "failed"
+        finally:
+            browser.close()
