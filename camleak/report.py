@@ -7,6 +7,7 @@ Besides the per-pair exposures it states what privacy teams and postmortems must
 window and an hourly timeline of leaked deliveries, delivered versus viewed at event, owner and
 recipient level, the four notification groups plus the unaffected count, breakdowns by
 integration and event kind, and how much rests on pixels, on the log alone, or on nothing.
+When playbooks ran on the case, `response` adds the response timeline (`camleak.response`).
 The other formats (Markdown, HTML, CSV; `camleak.reporting`) render this same dict.
 """
 
