@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from .casefile import Case
 
 PHASES = ("detection", "containment", "evidence", "analysis", "notification", "recovery", "verification")
-RUN_STATUSES = ("running", "complete", "paused", "failed", "interrupted")
+RUN_STATUSES = ("running", "complete", "pending", "paused", "failed", "interrupted")  # pending: all but manual checkpoints done
 STEP_STATUSES = ("running", "ok", "failed", "interrupted", "pending", "confirmed", "skipped")
 STEP_KINDS = ("camleak", "manual")
 DONE_STATUSES = frozenset({"ok", "confirmed", "skipped"})

@@ -180,9 +180,16 @@ def test_a_phase_with_a_running_step_and_nothing_failed_reads_running(with_runs,
         with case.db.conn:
             case.db.execute("update playbook_steps set status = 'running', ended = null where id = 31")
             case.db.execute("update playbook_steps set status = 'confirmed', confirmed_by = 'dora' where id = 24")
-        resp = build_report(case)["response"]
+            # the runner's status for a run whose automated steps are done but a checkpoint is not
+            case.db.execute("update playbook_runs set status = 'pending', stopped_at = null where id = 2")
+        r = json.loads(json.dumps(build_report(case)))
+    jsonschema.validate(r, load_schema(), cls=jsonschema.Draft202012Validator)
+    resp = r["response"]
     assert {p["phase"]: p["status"] for p in resp["phases"]} == {
         "detection": "done", "containment": "done", "analysis": "done", "notification": "done", "recovery": "running"}
+    result = runner.invoke(app, ["summary", "--case", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert f"Response: {PLAYBOOK} run 2 pending (4 of 4 steps started are done)" in " ".join(result.stdout.split())
 
 
 # -- Markdown -------------------------------------------------------------------------------
@@ -349,3 +356,16 @@ def test_response_section_in_chromium_shows_notes_as_text(with_runs, tmp_path):
             assert page.locator("#response-phases tr[data-phase='recovery'] td").all_inner_texts()[4] == "failed"
         finally:
             browser.close()
+
+
+def test_schema_enums_are_the_ones_the_code_uses():
+    from camleak import response
+    props = load_schema()["properties"]["response"]["properties"]
+    run = props["playbook_runs"]["items"]["properties"]
+    step = props["timeline"]["items"]["properties"]
+    phase = props["phases"]["items"]["properties"]
+    assert run["status"]["enum"] == list(response.RUN_STATUSES)
+    assert step["status"]["enum"] == list(response.STEP_STATUSES) and set(response.OUTCOME) == set(response.STEP_STATUSES)
+    assert step["kind"]["enum"] == list(response.STEP_KINDS)
+    assert step["phase"]["enum"] == phase["phase"]["enum"] == list(response.PHASES)
+    assert phase["status"]["enum"] == list(response.PHASE_STATUSES)
