@@ -67,6 +67,20 @@ def latest_attempts(attempts: Iterable[dict[str, Any]], key=lambda a: a["step"])
     return latest
 
 
+def _stopped_at(run: dict[str, Any], latest: dict[Any, dict[str, Any]]) -> str | None:
+    """The step a stopped run stopped at; None for a run that is going on, complete or pending.
+
+    A resumed run can keep the `stopped_at` of its previous stop while it runs again, and an
+    interrupted one may have none recorded: then the step left interrupted (or running) says where.
+    """
+    if run["status"] in ("failed", "paused"):
+        return run["stopped_at"]
+    if run["status"] == "interrupted":
+        cut = [a for a in latest.values() if a["status"] in ("interrupted", "running")]
+        return max(cut, key=lambda a: (a["started"] or "", a["id"]))["step"] if cut else run["stopped_at"]
+    return None
+
+
 def _run(run: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
     latest = latest_attempts(attempts)
     return {
@@ -77,7 +91,7 @@ def _run(run: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
         "started": run["started"],
         "ended": run["ended"],
         "operator": run["operator"],
-        "stopped_at": run["stopped_at"],
+        "stopped_at": _stopped_at(run, latest),
         "message": run["message"],
         "steps_total": len(latest),
         "steps_done": sum(1 for a in latest.values() if a["status"] in DONE_STATUSES),
@@ -182,7 +196,7 @@ def headline(resp: dict[str, Any], limit: int = 2) -> list[str]:
     ordered = sorted(latest.values(), key=lambda r: r["run"], reverse=True)
     lines = []
     for run in ordered[:limit]:
-        where = f" at '{run['stopped_at']}'" if run["stopped_at"] and run["status"] != "complete" else ""
+        where = f" at '{run['stopped_at']}'" if run["stopped_at"] else ""
         pending = f"; {run['steps_pending']} awaiting confirmation" if run["steps_pending"] else ""
         lines.append(f"{run['playbook']} run {run['run']} {run['status']}{where} "
                      f"({run['steps_done']} of {run['steps_total']} steps started are done{pending})")

@@ -75,7 +75,7 @@ def with_runs(triaged, tmp_path_factory):
              "status": "paused", "stopped_at": "notify-regulator", "message": None},
             {"id": 3, "playbook": OTHER, "title": "Thumbnail mapping mix-up", "source": "builtin:t.yaml", "sha256": "1" * 64,
              "variables": "{}", "operator": "carol", "started": "2026-11-20T13:00:00Z", "ended": None,
-             "status": "interrupted", "stopped_at": "restore-integration", "message": None},
+             "status": "interrupted", "stopped_at": None, "message": None},  # killed: where it stopped is the step left interrupted
         ]
         steps = [
             # ids deliberately not in time order; 22 and 23 start in the same second (id breaks the tie)
@@ -182,11 +182,15 @@ def test_a_phase_with_a_running_step_and_nothing_failed_reads_running(with_runs,
             case.db.execute("update playbook_steps set status = 'confirmed', confirmed_by = 'dora' where id = 24")
             # the runner's status for a run whose automated steps are done but a checkpoint is not
             case.db.execute("update playbook_runs set status = 'pending', stopped_at = null where id = 2")
+            # a resumed run keeps its previous stop in the record while it runs again
+            case.db.execute("update playbook_runs set status = 'running', ended = null where id = 1")
         r = json.loads(json.dumps(build_report(case)))
     jsonschema.validate(r, load_schema(), cls=jsonschema.Draft202012Validator)
     resp = r["response"]
     assert {p["phase"]: p["status"] for p in resp["phases"]} == {
         "detection": "done", "containment": "done", "analysis": "done", "notification": "done", "recovery": "running"}
+    assert [(x["run"], x["status"], x["stopped_at"]) for x in resp["playbook_runs"]] == [
+        (1, "running", None), (2, "pending", None), (3, "interrupted", "restore-integration")]
     result = runner.invoke(app, ["summary", "--case", str(copy)])
     assert result.exit_code == 0, result.output
     assert f"Response: {PLAYBOOK} run 2 pending (4 of 4 steps started are done)" in " ".join(result.stdout.split())
