@@ -362,10 +362,10 @@ def report(
         data = build_report(c)
         if format is ReportFormat.html:
             text = reporting.render_html(data, c, reveal_evidence=reveal_evidence)
+        elif format is ReportFormat.md:
+            text = reporting.render_markdown(data, c)
     if format is ReportFormat.json:
         text = dumps(data)
-    elif format is ReportFormat.md:
-        text = reporting.render_markdown(data)
     if format is ReportFormat.csv:
         assert output is not None
         if output.exists() and not output.is_dir():

@@ -7,6 +7,7 @@ Besides the per-pair exposures it states what privacy teams and postmortems must
 window and an hourly timeline of leaked deliveries, delivered versus viewed at event, owner and
 recipient level, the four notification groups plus the unaffected count, breakdowns by
 integration and event kind, and how much rests on pixels, on the log alone, or on nothing.
+When playbooks ran on the case, `response` adds the response timeline (`camleak.response`).
 The other formats (Markdown, HTML, CSV; `camleak.reporting`) render this same dict.
 """
 
@@ -20,6 +21,7 @@ from typing import Any, Iterator
 from . import REPORT_SCHEMA, __version__
 from .attribute import VIEW_EVENTS, Registry
 from .casefile import Case, utcnow
+from .response import response as _response
 from .timeutil import format_ts
 
 HOUR_MS = 3_600_000
@@ -160,6 +162,7 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
         "recipients": recipient_list,
         "unattributed": unattributed(case),
         "warnings": notes,
+        "response": _response(case),
     }
 
 

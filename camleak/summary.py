@@ -9,6 +9,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .response import headline as response_lines
+
 TOP_EXPOSURES = 10
 
 
@@ -53,6 +55,8 @@ def render_summary(report: dict[str, Any], console: Console, *, case_path: str |
             table.add_row(f"{e['source_device']} / {e['source_home'] or '?'}", e["recipient_account"],
                           str(e["snapshots"]), str(e["viewed_events"]), _evidence(e), f"{e['confidence']:.2f}")
         console.print(table)
+    for line in response_lines(report.get("response") or {"playbook_runs": []}):
+        console.print(Text.assemble(("Response: ", "bold"), line), highlight=False)
     notes = _notes(report)
     if notes:
         console.print(Panel(Group(*notes), title="Unattributed and warnings", border_style="yellow"))

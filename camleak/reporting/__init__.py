@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import jinja2
 
 from ..casefile import Case, create_private_file
 from ..report import GROUP_TITLES, GROUPS, is_unknown_owner
+from ..response import OUTCOME, case_identifiers
 from .chart import timeline_svg
 from .evidence import Thumbnail, evidence_frames, thumbnails
 
@@ -49,6 +51,8 @@ def _env(autoescape: bool) -> jinja2.Environment:
     env.filters["when"] = _when
     env.filters["pct"] = lambda part, whole: f"{100 * part / whole:.1f}%" if whole else "–"
     env.filters["plural"] = _plural
+    env.filters["outcome"] = _outcome
+    env.filters["mdcell"] = _md_cell
     return env
 
 
@@ -57,6 +61,26 @@ def _when(ts: str | None) -> str:
     if not ts:
         return "–"
     return ts[:19].replace("T", " ") + " UTC"
+
+
+def _outcome(attempt: dict[str, Any]) -> str:
+    """A step attempt's result as a person reads it: status, exit code of a failed command, retry."""
+    text = OUTCOME.get(attempt["status"], attempt["status"])
+    if attempt["status"] == "failed" and attempt["exit_code"] is not None:
+        text += f" (exit {attempt['exit_code']})"
+    if attempt["attempt"] and attempt["attempt"] > 1:
+        text += f", attempt {attempt['attempt']}"
+    return text
+
+
+_MD_SPECIAL = str.maketrans({"\\": "\\\\", "|": "\\|", "&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "\\`"})
+
+
+def _md_cell(text: str | None) -> str:
+    """Free text made safe for one Markdown table cell: one line, pipes escaped, no raw HTML."""
+    if not text:
+        return ""
+    return " ".join(str(text).split()).translate(_MD_SPECIAL)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -74,12 +98,46 @@ def _context(report: dict[str, Any]) -> dict[str, Any]:
             "group_advice": GROUP_ADVICE}
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """A postmortem-ready section: what happened, numbers, timeline, breakdowns, method and limits.
+def render_markdown(report: dict[str, Any], case: Case | None = None) -> str:
+    """A postmortem-ready section: what happened, numbers, timeline, breakdowns, response, method and limits.
 
-    Counts only: a postmortem circulates widely, so no account or device identifiers appear.
+    Counts only: a postmortem circulates widely, so no account or device identifiers appear. The
+    response timeline carries operators' free text (notes, titles); any account, device or home
+    identifier of the report (and of `case`, when given) is blanked out of it.
     """
-    return _env(False).get_template("report.md.j2").render(**_context(report))
+    env = _env(False)
+    pattern = _identifier_pattern(report_identifiers(report) | (case_identifiers(case) if case is not None else set()))
+    env.filters["mdcell"] = lambda text: _md_cell(_scrub(text, pattern))
+    return env.get_template("report.md.j2").render(**_context(report))
+
+
+REDACTED_ID = "[id withheld]"
+
+
+def report_identifiers(report: dict[str, Any]) -> set[str]:
+    """Every account, device and home the report names."""
+    ids: set[str] = set()
+    for e in report["exposures"]:
+        ids.update(filter(None, (e["recipient_account"], e["source_device"], e["source_home"], e["source_owner"])))
+    for o in report["owners"]:
+        ids.add(o["owner_account"])
+        ids.update(o["devices"])
+    ids.update(x["account"] for x in report["recipients"])
+    return ids
+
+
+def _identifier_pattern(ids: set[str]) -> re.Pattern[str] | None:
+    # Longest first, so an id that extends another is taken whole; very short ids would blank ordinary words.
+    words = sorted((i for i in ids if i and len(i) >= 3), key=lambda i: (-len(i), i))
+    if not words:
+        return None
+    return re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, words)) + r")(?![\w-])")
+
+
+def _scrub(text: str | None, pattern: re.Pattern[str] | None) -> str | None:
+    if not text or pattern is None:
+        return text
+    return pattern.sub(REDACTED_ID, str(text))
 
 
 def render_html(report: dict[str, Any], case: Case | None = None, *, reveal_evidence: bool = False,
