@@ -24,6 +24,8 @@ from typing import Any, Callable
 from .casefile import Case, CaseLock, utcnow
 from .playbook import Playbook, PlaybookUsageError, RenderedStep, render_all
 from .redact import redact
+from .reporting import identifier_pattern, scrub_identifiers
+from .response import case_identifiers
 
 DONE = ("ok", "confirmed", "skipped")
 OUTPUT_TAIL_LINES = 60
@@ -172,7 +174,8 @@ class PlaybookRun:
             run_id = latest["id"]
             if latest["sha256"] != self.playbook.sha256:
                 self.options.announce("note", f"the playbook changed since run {run_id} started; steps are matched by id")
-            runs.update(run_id, {"status": "running", "ended": None, "source": self.playbook.source,
+            runs.update(run_id, {"status": "running", "ended": None, "stopped_at": None, "message": None,
+                                 "source": self.playbook.source,
                                  "sha256": self.playbook.sha256, "variables": self._variables_record()})
             return run_id, True
 
@@ -223,8 +226,10 @@ class PlaybookRun:
         run_id, resumed = self._start_or_continue(latest)
         attempts = self._latest_attempts(run_id)
         status, stopped_at, message = "complete", None, ""
+        current: str | None = None
         try:
             for position, rs in enumerate(self.rendered, 1):
+                current = rs.step.id
                 prev = attempts.get(rs.step.id)
                 prev_status = prev["status"] if prev else None
                 if prev_status in ("ok", "confirmed"):
@@ -249,8 +254,8 @@ class PlaybookRun:
                                "command to continue from it")
                     break
         except KeyboardInterrupt:
-            self._update("playbook_runs", run_id, {"status": "interrupted", "ended": utcnow(),
-                                                   "message": "interrupted; rerun to continue"})
+            self._update("playbook_runs", run_id, {"status": "interrupted", "ended": utcnow(), "stopped_at": current,
+                                                   "message": "interrupted; rerun the same command to continue"})
             raise
         states = self._states(run_id)
         if status == "complete" and any(s.status == "pending" for s in states):
@@ -343,6 +348,8 @@ class PlaybookRun:
             after = _case_counts(case)
             case_runs = [r[0] for r in case.db.execute("select id from runs where id > ? order by id", [last_run])]
             summary = _summary(before, after, outputs, code, tail)
+            if code:  # an error line may quote a log value: keep the case's ids out of the summary
+                summary = scrub_identifiers(summary, identifier_pattern(case_identifiers(case))) or summary
             case.db["playbook_steps"].update(attempt_id, {
                 "status": status, "ended": utcnow(), "exit_code": code, "summary": summary,
                 "output": redact("\n".join(tail)), "outputs": json.dumps(outputs), "case_runs": json.dumps(case_runs)})

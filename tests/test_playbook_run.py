@@ -131,6 +131,27 @@ def test_cross_account_playbook_runs_end_to_end_then_resumes_into_verification(t
     assert "manual checkpoints pending: confirm-report" in runs(case)[0]["message"]
     assert (tmp_path / "verify.db").exists()
 
+    # The postmortem's response timeline: every phase from detection to verification, in order.
+    from camleak.reporting import load_schema
+    import jsonschema
+    out = runner.invoke(app, ["report", "--case", str(case), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    jsonschema.validate(report, load_schema())
+    response = report["response"]
+    assert [p["phase"] for p in response["phases"]] == ["detection", "containment", "evidence", "analysis",
+                                                         "notification", "recovery", "verification"]
+    phase_status = {p["phase"]: p["status"] for p in response["phases"]}
+    assert phase_status["analysis"] == "done" and phase_status["verification"] == "done"
+    assert phase_status["containment"] == "pending"
+    steps = [(t["step"], t["status"]) for t in response["timeline"]]
+    assert steps.index(("pull-evidence", "ok")) < steps.index(("attribute", "ok")) < steps.index(("verify-post-fix", "ok"))
+    assert ("fix-and-reenable", "pending") in steps and ("fix-and-reenable", "confirmed") in steps
+    assert response["playbook_runs"][0]["status"] == "pending"
+    md = runner.invoke(app, ["report", "--case", str(case), "--format", "md"]).stdout
+    assert "Response timeline" in md and "cache flushed, OPS-42" in md
+    assert not any(a in md for a in known)
+
 
 def test_a_failed_verification_stops_the_run_and_says_why(tiny_incident, tmp_path):
     """Post-fix traffic that still leaks: `--fail-on-exposure` exits 3 and the run fails there."""
@@ -388,9 +409,27 @@ def test_ctrl_c_mid_step_records_it_interrupted_and_a_rerun_finishes(tiny_incide
     assert proc.returncode == 130, err
     assert "interrupted; rerun the same command to continue" in err
     assert [(r["step"], r["status"]) for r in attempts(case) if r["step"] == "triage"] == [("triage", "interrupted")]
-    assert runs(case)[0]["status"] == "interrupted"
+    assert runs(case)[0]["status"] == "interrupted" and runs(case)[0]["stopped_at"] == "triage"
 
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert [(r["attempt"], r["status"]) for r in attempts(case) if r["step"] == "triage"] == [(1, "interrupted"), (2, "ok")]
     assert runs(case)[0]["status"] == "pending"
+
+
+def test_a_failure_summary_withholds_the_case_ids(small, tiny_incident, tmp_path):
+    """A failed step's summary quotes its last error line; ids the case knows are withheld."""
+    case = tmp_path / "case.db"
+    account = sorted(accounts(tiny_incident))[0]
+    (tmp_path / account).write_text("a file where the lists' folder should be")
+    book = small / "lists.yaml"
+    book.write_text(SMALL.replace("name: small", "name: lists").replace("on_pending: stop", "on_pending: continue").replace(
+        "    camleak: ingest logs\n    options: {case: \"${case}\"}\n    arguments: [\"${logs}\"]",
+        "    camleak: report\n    options: {case: \"${case}\", format: csv, output: \"${logs}\"}").replace(
+        "default: []}\n  gate", "default: \"\"}\n  gate"))
+    result = play("lists", "--dir", str(small), "--set", f"case={case}", "--set", f"devices={tiny_incident.devices}",
+                  "--set", f"logs={tmp_path / account}")
+    assert result.exit_code == 1, result.output
+    summary = latest(case)["logs"]["summary"]
+    assert summary.startswith("exit 1 (an input could not be used)") and "exists and is not a directory" in summary
+    assert account not in summary and "[id withheld]" in summary

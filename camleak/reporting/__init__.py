@@ -106,8 +106,8 @@ def render_markdown(report: dict[str, Any], case: Case | None = None) -> str:
     identifier of the report (and of `case`, when given) is blanked out of it.
     """
     env = _env(False)
-    pattern = _identifier_pattern(report_identifiers(report) | (case_identifiers(case) if case is not None else set()))
-    env.filters["mdcell"] = lambda text: _md_cell(_scrub(text, pattern))
+    pattern = identifier_pattern(report_identifiers(report) | (case_identifiers(case) if case is not None else set()))
+    env.filters["mdcell"] = lambda text: _md_cell(scrub_identifiers(text, pattern))
     return env.get_template("report.md.j2").render(**_context(report))
 
 
@@ -126,7 +126,7 @@ def report_identifiers(report: dict[str, Any]) -> set[str]:
     return ids
 
 
-def _identifier_pattern(ids: set[str]) -> re.Pattern[str] | None:
+def identifier_pattern(ids: set[str]) -> re.Pattern[str] | None:
     # Longest first, so an id that extends another is taken whole; very short ids would blank ordinary words.
     words = sorted((i for i in ids if i and len(i) >= 3), key=lambda i: (-len(i), i))
     if not words:
@@ -134,7 +134,7 @@ def _identifier_pattern(ids: set[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, words)) + r")(?![\w-])")
 
 
-def _scrub(text: str | None, pattern: re.Pattern[str] | None) -> str | None:
+def scrub_identifiers(text: str | None, pattern: re.Pattern[str] | None) -> str | None:
     if not text or pattern is None:
         return text
     return pattern.sub(REDACTED_ID, str(text))
