@@ -432,12 +432,13 @@ def playbook_show(
 ) -> None:
     """Print a playbook as a checklist, with variables substituted and, when its case file exists, each step's state."""
     from .playbook import load, parse_assignments, render_all
-    from .playbook_runner import run_states
+    from .playbook_runner import recorded_assignments, run_states
     from .playbook_view import render_checklist, render_markdown_checklist
     pb = load(name, dirs or [])
     assigned = parse_assignments(pb, set_ or [])
-    rendered, resolver = render_all(pb, assigned, strict=False)
     case_path, run, attempts = run_states(pb, assigned)
+    # a run in progress shows the commands it runs: the values it was started with
+    rendered, resolver = render_all(pb, recorded_assignments(pb, run, assigned), strict=False)
     if markdown:
         sys.stdout.write(render_markdown_checklist(pb, rendered, resolver, run, attempts))
     else:

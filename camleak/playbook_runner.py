@@ -181,11 +181,8 @@ class PlaybookRun:
 
     def _merge_recorded(self, latest: dict[str, Any]) -> None:
         """A continued run keeps the variables it was started with, unless set again now."""
-        try:
-            recorded = json.loads(latest["variables"] or "{}")
-        except ValueError:
-            recorded = {}
-        earlier = recorded.get("set", {}) if isinstance(recorded, dict) else {}
+        recorded = _recorded_variables(latest)
+        earlier = recorded.get("set", {})
         merged = dict(earlier)
         merged.update(self.assigned)
         lost = sorted(k for k in recorded.get("redacted", []) if k not in self.assigned and k in self.playbook.variables)
@@ -354,6 +351,26 @@ class PlaybookRun:
                 "status": status, "ended": utcnow(), "exit_code": code, "summary": summary,
                 "output": redact("\n".join(tail)), "outputs": json.dumps(outputs), "case_runs": json.dumps(case_runs)})
         return summary
+
+
+def _recorded_variables(run: dict[str, Any]) -> dict[str, Any]:
+    try:
+        recorded = json.loads(run["variables"] or "{}")
+    except ValueError:
+        return {}
+    return recorded if isinstance(recorded, dict) and isinstance(recorded.get("set", {}), dict) else {}
+
+
+def recorded_assignments(playbook: Playbook, run: dict[str, Any] | None, assigned: dict[str, Any]) -> dict[str, Any]:
+    """The `--set` values a run was started with (secrets excepted), overridden by `assigned`:
+    what a continued run, and `show` of it, use."""
+    if run is None:
+        return dict(assigned)
+    recorded = _recorded_variables(run)
+    merged = {k: v for k, v in recorded.get("set", {}).items()
+              if k in playbook.variables and k not in recorded.get("redacted", [])}
+    merged.update(assigned)
+    return merged
 
 
 def run_playbook(playbook: Playbook, assigned: dict[str, Any], options: RunOptions) -> RunResult:

@@ -62,8 +62,7 @@ def render_checklist(console: Console, pb: Playbook, rendered: list[RenderedStep
     console.print()
     state = ""
     if run is not None:
-        state = f" — run {run['id']} on {escape(str(case_path))}: {run['status']}" + (
-            f", {escape(run['message'])}" if run.get("message") else "")
+        state = f" — run {run['id']} on {escape(str(case_path))}: " + escape(run.get("message") or run["status"])
     console.print(f"[bold]Checklist[/]{state}", highlight=False)
     phase = None
     for i, rs in enumerate(rendered, 1):

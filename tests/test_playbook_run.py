@@ -292,6 +292,14 @@ def test_a_blocking_checkpoint_pauses_until_confirmed(small, tiny_incident, tmp_
     result = play(*base, "--confirm", "registry")
     assert result.exit_code == 2 and "not a manual checkpoint of small" in result.stderr
 
+    # `show` of the case's run: its state, and the commands with the values it was started with.
+    shown = runner.invoke(app, ["playbook", "show", "small", "--dir", str(small), "--set", f"case={case}", "--markdown"])
+    assert shown.exit_code == 0, shown.output
+    assert "Run 1: paused." in shown.stdout
+    assert "1. [x] **evidence**: Ingest the registry" in shown.stdout
+    assert "2. [ ] **pending** **containment**: Disable the integration — *integration owner*" in shown.stdout
+    assert f"`camleak ingest logs --case {case} {tiny_incident.root / 'logs'}`" in shown.stdout
+
     result = play(*base, "--confirm", "gate", "--operator", "bo", "--note", "disabled at 03:12, OPS-7")
     assert result.exit_code == 0, result.output
     state = latest(case)
