@@ -63,6 +63,8 @@ def render_summary(report: dict[str, Any], console: Console, *, case_path: str |
     if case_path:
         console.print(Text.assemble(("Next: ", "bold"), f"camleak report --case {case_path} --format html -o report.html"))
         console.print(Text.assemble(("      ", ""), "also --format md (postmortem), csv -o DIR (mail-merge lists), json"))
+        if not (report.get("response") or {}).get("playbook_runs"):
+            console.print(Text.assemble(("      ", ""), "the whole response, scripted and recorded: camleak playbook list"))
 
 
 def _n(count: int, noun: str) -> str:
