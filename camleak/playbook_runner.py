@@ -74,7 +74,7 @@ class RunResult:
 
 
 def _case_counts(case: Case) -> dict[str, int]:
-    counts = {"events": case.count("events"), "frames": case.count("frames"),
+    counts = {"devices": case.count("devices"), "events": case.count("events"), "frames": case.count("frames"),
               "fingerprinted": case.count("fingerprints"), "clusters": case.count("clusters"),
               "exposure pairs": case.count("exposures")}
     counts["recipient accounts"] = case.db.execute(

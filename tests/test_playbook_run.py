@@ -255,6 +255,7 @@ def test_resume_after_a_failed_step_continues_from_it(small, tiny_incident, tmp_
     assert "step 'logs' (Ingest the logs) failed" in " ".join(result.output.split())
     state = latest(case)
     assert state["registry"]["status"] == "ok" and state["gate"]["status"] == "pending"
+    assert state["registry"]["summary"] == f"devices 0 → {tiny_incident.counts['devices']}"
     assert state["logs"]["status"] == "failed" and state["logs"]["exit_code"] == 1
     assert "missing.jsonl" in state["logs"]["summary"] and "exit 1 (an input could not be used)" in state["logs"]["summary"]
 
