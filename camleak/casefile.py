@@ -224,6 +224,7 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "status": str,  # running | complete | paused | failed | interrupted
             "stopped_at": str,
             "message": str,
+            "steps": int,  # how many steps the playbook has
         },
         "id",
     ),

@@ -169,13 +169,14 @@ class PlaybookRun:
                 runs.insert({
                     "playbook": self.playbook.name, "title": self.playbook.title, "source": self.playbook.source,
                     "sha256": self.playbook.sha256, "variables": self._variables_record(),
-                    "operator": self.options.operator, "started": utcnow(), "status": "running"})
+                    "operator": self.options.operator, "started": utcnow(), "status": "running",
+                    "steps": len(self.playbook.steps)})
                 return runs.last_pk, False  # type: ignore[return-value]
             run_id = latest["id"]
             if latest["sha256"] != self.playbook.sha256:
                 self.options.announce("note", f"the playbook changed since run {run_id} started; steps are matched by id")
             runs.update(run_id, {"status": "running", "ended": None, "stopped_at": None, "message": None,
-                                 "source": self.playbook.source,
+                                 "source": self.playbook.source, "steps": len(self.playbook.steps),
                                  "sha256": self.playbook.sha256, "variables": self._variables_record()})
             return run_id, True
 

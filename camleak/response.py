@@ -93,7 +93,8 @@ def _run(run: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
         "operator": run["operator"],
         "stopped_at": _stopped_at(run, latest),
         "message": run["message"],
-        "steps_total": len(latest),
+        # the playbook's length when the runner recorded it, else the steps this run reached
+        "steps_total": max(run.get("steps") or 0, len(latest)),
         "steps_done": sum(1 for a in latest.values() if a["status"] in DONE_STATUSES),
         "steps_pending": sum(1 for a in latest.values() if a["status"] == "pending"),
     }
@@ -199,7 +200,7 @@ def headline(resp: dict[str, Any], limit: int = 2) -> list[str]:
         where = f" at '{run['stopped_at']}'" if run["stopped_at"] else ""
         pending = f"; {run['steps_pending']} awaiting confirmation" if run["steps_pending"] else ""
         lines.append(f"{run['playbook']} run {run['run']} {run['status']}{where} "
-                     f"({run['steps_done']} of {run['steps_total']} steps started are done{pending})")
+                     f"({run['steps_done']} of {run['steps_total']} steps done{pending})")
     others = len(resp["playbook_runs"]) - len(lines)
     if others > 0 and lines:
         lines[-1] += f"; {others} earlier run{'s' if others != 1 else ''} in `camleak report`"

@@ -147,7 +147,8 @@ def test_cross_account_playbook_runs_end_to_end_then_resumes_into_verification(t
     steps = [(t["step"], t["status"]) for t in response["timeline"]]
     assert steps.index(("pull-evidence", "ok")) < steps.index(("attribute", "ok")) < steps.index(("verify-post-fix", "ok"))
     assert ("fix-and-reenable", "pending") in steps and ("fix-and-reenable", "confirmed") in steps
-    assert response["playbook_runs"][0]["status"] == "pending"
+    run = response["playbook_runs"][0]
+    assert (run["status"], run["steps_total"], run["steps_done"], run["steps_pending"]) == ("pending", 15, 10, 5)
     md = runner.invoke(app, ["report", "--case", str(case), "--format", "md"]).stdout
     assert "Response timeline" in md and "cache flushed, OPS-42" in md
     assert not any(a in md for a in known)

@@ -193,7 +193,7 @@ def test_a_phase_with_a_running_step_and_nothing_failed_reads_running(with_runs,
         (1, "running", None), (2, "pending", None), (3, "interrupted", "restore-integration")]
     result = runner.invoke(app, ["summary", "--case", str(copy)])
     assert result.exit_code == 0, result.output
-    assert f"Response: {PLAYBOOK} run 2 pending (4 of 4 steps started are done)" in " ".join(result.stdout.split())
+    assert f"Response: {PLAYBOOK} run 2 pending (4 of 4 steps done)" in " ".join(result.stdout.split())
 
 
 # -- Markdown -------------------------------------------------------------------------------
@@ -316,8 +316,8 @@ def test_summary_names_each_playbooks_latest_run(with_runs):
     result = runner.invoke(app, ["summary", "--case", str(path)])
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
-    assert (f"Response: {OTHER} run 3 interrupted at 'restore-integration' (0 of 1 steps started are done)") in text
-    assert (f"Response: {PLAYBOOK} run 2 paused at 'notify-regulator' (3 of 4 steps started are done; "
+    assert (f"Response: {OTHER} run 3 interrupted at 'restore-integration' (0 of 1 steps done)") in text
+    assert (f"Response: {PLAYBOOK} run 2 paused at 'notify-regulator' (3 of 4 steps done; "
             "1 awaiting confirmation); 1 earlier run in `camleak report`") in text
     assert OUTPUT_MARKER not in text
 
