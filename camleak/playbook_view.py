@@ -114,12 +114,16 @@ def ask_checkpoint(console: Console, rs: RenderedStep) -> tuple[str, str | None]
     subtitle = f"owner: {rs.owner}" if rs.owner else None
     console.print(Panel(escape(rs.instruction or ""), title=f"Manual checkpoint: {escape(rs.title)}",
                         subtitle=escape(subtitle) if subtitle else None, title_align="left"))
-    answer = Prompt.ask("Is it done? [bold]y[/] yes / [bold]l[/] later (recorded pending, go on) / [bold]s[/] stop here",
-                        choices=["y", "l", "s"], default="y", console=console)
-    if answer == "y":
-        note = Prompt.ask("Note for the record (what was done, ticket; Enter for none)", default="", console=console,
-                          show_default=False)
-        return "done", note or None
+    try:
+        answer = Prompt.ask("Is it done? [bold]y[/] yes / [bold]l[/] later (recorded pending, go on) / [bold]s[/] stop here",
+                            choices=["y", "l", "s"], default="y", console=console)
+        if answer == "y":
+            note = Prompt.ask("Note for the record (what was done, ticket; Enter for none)", default="", console=console,
+                              show_default=False)
+            return "done", note or None
+    except EOFError:  # nobody left to answer (stdin closed): as in a non-interactive run
+        console.print()
+        return ("later" if rs.step.on_pending == "continue" else "stop"), None
     return ("later" if answer == "l" else "stop"), None
 
 

@@ -315,6 +315,7 @@ def test_a_blocking_checkpoint_pauses_until_confirmed(small, tiny_incident, tmp_
     ("y\nswitched off the bridge\n", 0, "confirmed", True),
     ("l\n", 0, "pending", True),
     ("s\n", 4, "pending", False),
+    ("", 4, "pending", False),  # stdin closed: treated as a run with nobody to ask
 ])
 def test_interactive_checkpoints_ask_a_person(small, tiny_incident, tmp_path, answer, code, gate, logs_ran):
     case = tmp_path / "case.db"
