@@ -45,29 +45,25 @@ def play(*args: str, input: str | None = None):
     return runner.invoke(app, ["playbook", "run", *args], input=input)
 
 
-def attempts(case: Path) -> list[dict]:
+def rows(case: Path, sql: str) -> list[dict]:
     db = sqlite3.connect(case)
     db.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in db.execute("select * from playbook_steps order by id")]
+        return [dict(r) for r in db.execute(sql)]
     finally:
         db.close()
+
+
+def attempts(case: Path) -> list[dict]:
+    return rows(case, "select * from playbook_steps order by id")
 
 
 def latest(case: Path) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for row in attempts(case):
-        out[row["step"]] = row
-    return out
+    return {row["step"]: row for row in attempts(case)}  # rows by id: the last attempt wins
 
 
 def runs(case: Path) -> list[dict]:
-    db = sqlite3.connect(case)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("select * from playbook_runs order by id")]
-    finally:
-        db.close()
+    return rows(case, "select * from playbook_runs order by id")
 
 
 def accounts(inc) -> set[str]:

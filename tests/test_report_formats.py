@@ -17,7 +17,6 @@ import json
 import re
 import stat
 from collections import Counter, defaultdict
-from html.parser import HTMLParser
 from pathlib import Path
 
 import jsonschema
@@ -25,6 +24,7 @@ import pytest
 from PIL import Image, ImageFilter, ImageStat
 from typer.testing import CliRunner
 
+from htmlpage import Page  # tests/ helper module
 from camleak import pipeline
 from camleak.casefile import Case
 from camleak.cli import app
@@ -295,60 +295,11 @@ def test_csv_needs_a_directory(tiny_case, tmp_path):
 
 
 # -- HTML -----------------------------------------------------------------------------------
-class _Page(HTMLParser):
-    """Table cells by table id, group rows, image sources, and every URL-bearing attribute."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables: dict[str, list[list[str]]] = defaultdict(list)
-        self.group_rows: dict[str, list[str]] = {}
-        self.images: list[str] = []
-        self.urls: list[str] = []
-        self._table = None
-        self._row: list[str] | None = None
-        self._group = None
-        self._cell: list[str] | None = None
-        self.svg_rects = 0
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        for key in ("src", "href", "action", "poster", "data"):
-            if key in a:
-                self.urls.append(a[key])
-        if tag == "table":
-            self._table = a.get("id")
-        elif tag == "tr":
-            self._row, self._group = [], a.get("data-group")
-        elif tag in ("td", "th"):
-            self._cell = []
-        elif tag == "img":
-            self.images.append(a["src"])
-        elif tag == "rect":
-            self.svg_rects += 1
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None and self._row is not None:
-            self._row.append("".join(self._cell).strip())
-            self._cell = None
-        elif tag == "tr" and self._row is not None:
-            if self._table:
-                self.tables[self._table].append(self._row)
-            if self._group:
-                self.group_rows[self._group] = self._row
-            self._row = None
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def _render_html(case_path: Path, out: Path, *extra: str) -> _Page:
+def _render_html(case_path: Path, out: Path, *extra: str) -> Page:
     result = runner.invoke(app, ["report", "--case", str(case_path), "--format", "html", "-o", str(out), *extra])
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    page = _Page()
+    page = Page()
     page.feed(out.read_text())
     return page
 
@@ -408,7 +359,7 @@ def test_contact_sheets_are_capped_and_the_rest_list_their_keys(tiny_case):
     with Case(case_path, create=False) as case:
         r = build_report(case)
         html = render_html(r, case, max_sheets=2)
-    page = _Page()
+    page = Page()
     page.feed(html)
     assert len(r["exposures"]) > 2
     assert 2 <= len(page.images) <= 2 * 7  # two sheets of at most six frames and a reference

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
-from html.parser import HTMLParser
 from pathlib import Path
 
 import jsonschema
@@ -19,6 +17,7 @@ import pytest
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
+from htmlpage import Page  # tests/ helper module
 from camleak import pipeline
 from camleak.casefile import Case
 from camleak.cli import app
@@ -197,46 +196,9 @@ def test_a_phase_with_a_running_step_and_nothing_failed_reads_running(with_runs,
 
 
 # -- Markdown -------------------------------------------------------------------------------
-class _Tables(HTMLParser):
-    """Every table of an HTML page as rows of cell texts, keyed by id (or by position)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables: dict[str, list[list[str]]] = defaultdict(list)
-        self.tags: list[str] = []
-        self._table: str | None = None
-        self._count = 0
-        self._row: list[str] | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        if tag == "table":
-            self._count += 1
-            self._table = dict(attrs).get("id") or f"table-{self._count}"
-        elif tag == "tr":
-            self._row = []
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None and self._row is not None:
-            self._row.append(" ".join("".join(self._cell).split()))
-            self._cell = None
-        elif tag == "tr" and self._row is not None and self._table:
-            self.tables[self._table].append(self._row)
-            self._row = None
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def _md_tables(md: str) -> _Tables:
+def _md_tables(md: str) -> Page:
     """The Markdown as a GFM renderer with raw HTML allowed sees it."""
-    page = _Tables()
+    page = Page()
     page.feed(MarkdownIt("commonmark", {"html": True}).enable("table").render(md))
     return page
 
@@ -290,7 +252,7 @@ def test_html_shows_the_timeline_and_escapes_notes(with_runs, tmp_path):
     result = runner.invoke(app, ["report", "--case", str(path), "--format", "html", "-o", str(out)])
     assert result.exit_code == 0, result.output
     html = out.read_text()
-    page = _Tables()
+    page = Page()
     page.feed(html)
     assert "script" not in page.tags
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
