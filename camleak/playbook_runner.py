@@ -27,7 +27,6 @@ from .redact import redact
 from .reporting import identifier_pattern, scrub_identifiers
 from .response import case_identifiers
 
-DONE = ("ok", "confirmed", "skipped")
 OUTPUT_TAIL_LINES = 60
 
 
@@ -142,10 +141,11 @@ class PlaybookRun:
 
     # -- run selection --------------------------------------------------------------------
     def _variables_record(self) -> str:
-        assigned = {k: v for k, v in self.assigned.items()}
-        redacted = sorted(k for k, v in assigned.items() if redact(json.dumps(v)) != json.dumps(v))
-        values = {k: v for k, v in self.resolver.cache.items()}
-        return redact(json.dumps({"set": assigned, "values": values, "redacted": redacted}, sort_keys=True))
+        """What the run was started with: `set` (to continue it with), the resolved `values`, and
+        which variables held secrets, which `redact` removes and a continued run must be given again."""
+        redacted = sorted(k for k, v in self.assigned.items() if redact(json.dumps(v)) != json.dumps(v))
+        return redact(json.dumps({"set": self.assigned, "values": self.resolver.cache, "redacted": redacted},
+                                 sort_keys=True))
 
     def _latest_run(self) -> dict[str, Any] | None:
         """This playbook's latest run on the case (None for a new case); runs and steps a killed
@@ -184,8 +184,6 @@ class PlaybookRun:
         """A continued run keeps the variables it was started with, unless set again now."""
         recorded = _recorded_variables(latest)
         earlier = recorded.get("set", {})
-        merged = dict(earlier)
-        merged.update(self.assigned)
         lost = sorted(k for k in recorded.get("redacted", []) if k not in self.assigned and k in self.playbook.variables)
         if lost:
             raise PlaybookUsageError(
@@ -196,7 +194,7 @@ class PlaybookRun:
         if changed:
             self.options.announce("note", f"continuing run {latest['id']} with {', '.join(changed)} changed; "
                                           "steps already done are not rerun (--restart reruns everything)")
-        self.assigned = {k: v for k, v in merged.items() if k in self.playbook.variables}
+        self.assigned = recorded_assignments(self.playbook, latest, self.assigned)
 
     def _latest_attempts(self, run_id: int) -> dict[str, dict[str, Any]]:
         with self._case() as case:
