@@ -195,12 +195,10 @@ def parse_playbook(text: str, source: str) -> Playbook:
         raise PlaybookError(f"{source}, line 1: a playbook is a mapping (name:, title:, variables:, steps:, ...)")
 
     validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (_line_of(lines, tuple(e.absolute_path)), len(e.absolute_path)))
+    errors = list(validator.iter_errors(data))
     if errors:
-        best = jsonschema.exceptions.best_match(errors)
-        # report the error nearest the top of the file, as an author reads it
-        first = min(errors, key=lambda e: _line_of(lines, tuple(e.absolute_path)))
-        chosen = first if first.validator != "oneOf" or best is None else best
+        # the error nearest the top of the file, as an author reads it
+        chosen = min(errors, key=lambda e: (_line_of(lines, tuple(e.absolute_path)), len(e.absolute_path)))
         path, problem, key = _describe_schema_error(chosen)
         if chosen.validator == "required" and path:  # point at the mapping's own key line
             path, key = path[:-1], path[-1]
