@@ -284,6 +284,13 @@ def create_private_file(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+def write_private_text(path: Path, text: str) -> None:
+    """Write a report-like file owner-only, creating its folder (0700) if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    create_private_file(path)
+    path.write_text(text, encoding="utf-8")
+
+
 def _printable(text: str) -> str:
     """Text SQLite can store: bytes that were not UTF-8 (surrogate escapes) become U+FFFD."""
     try:

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__, pipeline
 from .attribute import AttributionParams
-from .casefile import Case, create_private_file
+from .casefile import Case, write_private_text
 from .errors import CamleakError, InputError
 from .logparse import FieldMapError, parse_field_map
 from .report import build_report, dumps, iter_snapshot_export
@@ -160,12 +160,6 @@ def _open_case(path: Path, create: bool = False) -> Case:
 
 def _settings(workers: int | None, scope: AccessScope) -> pipeline.TriageSettings:
     return pipeline.TriageSettings(attribution=AttributionParams(access_scope=scope.value), workers=workers)
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    create_private_file(path)
-    path.write_text(text)
 
 
 def _finish(case: Case, fail_on_exposure: bool, quiet: bool = False) -> None:
@@ -373,7 +367,7 @@ def report(
         written = reporting.write_csv_lists(data, output)
         stderr.print(f"wrote {len(written)} lists to {output}/: " + ", ".join(p.name for p in written), highlight=False, soft_wrap=True)
     elif output:
-        _write_private(output, text)
+        write_private_text(output, text)
     else:
         sys.stdout.write(text)
     if fail_on_exposure and data["summary"]["exposure_pairs"]:
@@ -390,7 +384,7 @@ def export_snapshots(
     with _open_case(case) as c:
         lines = [json.dumps(r, sort_keys=True) + "\n" for r in iter_snapshot_export(c)]
     if output:
-        _write_private(output, "".join(lines))
+        write_private_text(output, "".join(lines))
     else:
         sys.stdout.writelines(lines)
 
@@ -398,6 +392,8 @@ def export_snapshots(
 # ---------------------------------------------------------------------------------------
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Set a playbook variable: NAME=VALUE (repeat for a list variable; NAME=KEY=VALUE for a mapping such as field_map).")]
 DirOpt = Annotated[Optional[list[Path]], typer.Option("--dir", help="Also look for playbooks in this folder (before $CAMLEAK_PLAYBOOKS, ./playbooks and the built-in ones; repeatable).")]
+
+
 @playbook_app.command("list")
 @handle_errors
 def playbook_list(dirs: DirOpt = None) -> None:

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from .casefile import Case
+from .playbook import PHASES  # the playbook format defines the phases of a response
 
-PHASES = ("detection", "containment", "evidence", "analysis", "notification", "recovery", "verification")
 RUN_STATUSES = ("running", "complete", "pending", "paused", "failed", "interrupted")  # pending: all but manual checkpoints done
 STEP_STATUSES = ("running", "ok", "failed", "interrupted", "pending", "confirmed", "skipped")
 STEP_KINDS = ("camleak", "manual")

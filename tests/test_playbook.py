@@ -78,6 +78,11 @@ def test_every_shipped_playbook_is_valid_and_found_by_name():
         assert any(s.kind == "manual" and s.owner for s in pb.steps)
 
 
+def test_the_schema_phases_are_the_formats_phases():
+    from camleak.playbook import PHASES, _schema
+    assert _schema()["$defs"]["step"]["properties"]["phase"]["enum"] == list(PHASES)
+
+
 @pytest.mark.parametrize("name", SHIPPED[:2])
 def test_incident_playbooks_carry_the_six_runbook_sections(name):
     pb = load(name)

@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from ..casefile import Case, create_private_file
+from ..casefile import Case, write_private_text
 from ..report import GROUP_TITLES, GROUPS, is_unknown_owner
 from ..response import OUTCOME, case_identifiers
 from .chart import timeline_svg
@@ -222,11 +222,6 @@ def csv_lists(report: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def write_private(path: Path, text: str) -> None:
-    create_private_file(path)
-    path.write_text(text, encoding="utf-8")
-
-
 def write_csv_lists(report: dict[str, Any], directory: Path) -> list[Path]:
     """Write the per-group CSV files into `directory` (created 0700; files 0600)."""
     if directory.exists() and not directory.is_dir():
@@ -236,6 +231,6 @@ def write_csv_lists(report: dict[str, Any], directory: Path) -> list[Path]:
     written = []
     for name, text in csv_lists(report).items():
         path = directory / name
-        write_private(path, text)
+        write_private_text(path, text)
         written.append(path)
     return written
