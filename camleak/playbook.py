@@ -27,7 +27,6 @@ import yaml
 
 from .errors import CamleakError, InputError
 
-FORMAT = "camleak.playbook/1"
 PHASES = ("detection", "containment", "evidence", "analysis", "notification", "recovery", "verification")
 RUNBOOK_SECTIONS = ("contain", "preserve_evidence", "analyse", "notify", "recover", "verify")
 SUFFIXES = (".yaml", ".yml")
