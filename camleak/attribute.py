@@ -1,11 +1,27 @@
-"""Attribute stage: decide which device each cluster of frames came from, then who saw whom.
+"""Attribute stage: decide which device each group of frames came from, then who saw whom.
 
-Reference frames outrank everything: a cluster holding frames known to come from a device is
-that device's. Otherwise the logs vote, but not by plain majority: leaked frames are claimed by
-many strangers' devices, each of which also has its own cluster. A device can only claim a
-cluster that holds a large share of *its own* claimed frames, so a rarely used camera is not
-outvoted by the accounts its frames leaked to. A close call is left unattributed: a false
-accusation costs more than a miss.
+No cluster is trusted to be one camera. The unit of decision is the *core* (frames within the
+stage-1 radius of each other: near-duplicates, surely one camera); the loose joins that make
+clusters only carry a decision from one core to another when nothing contradicts it.
+
+1. *Anchors.* A core is anchored to a device by its informative reference frames (they
+   outrank log votes), or by the log votes of a device that has a large share of *its own*
+   claimed frames there (so a rarely used camera is not outvoted by the accounts its frames
+   leaked to). A core whose references disagree, or whose references are contradicted by a
+   device whose own frames are mostly there, goes to review.
+2. *Clusters.* A cluster whose anchors all name one device is that device's. With no anchor,
+   the cluster-level vote decides (as before). When anchors name several devices the cluster
+   holds several cameras: each unanchored part goes to the anchor that is clearly nearest in
+   hash distance, or to review; it is never given whole to one device.
+3. *Verification.* Before a frame accuses anybody (it was delivered to an account that may not
+   see its device), it is compared one to one, on a 32x16 grey thumbnail's normalised
+   correlation, with its device's own frames and with every camera it could otherwise be: the
+   recipient's own cameras, the device the log named, the other anchors of its cluster. It
+   accuses only when it matches its device well and clearly better than each of those. A frame
+   that could be the recipient's own camera, or the logged device, goes to review.
+4. *Error rate.* The correlations between different cameras' own frames in the incident (the
+   confusable pairs: those sharing a cluster, and a sample of the rest) give the chance that a
+   wrong camera would match this well; each exposure carries it (`p_wrong`).
 
 Access is decided from the registry: an account may see a device it owns or is shared on and,
 under the default home scope, any other camera of the same home.
@@ -14,23 +30,36 @@ under the default home scope, any other camera of the same home.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
 
 from .casefile import Case
 
 VIEW_EVENTS = {"snapshot_viewed"}
+REVIEW_PREFIX = "review: "
 
 
 @dataclass(frozen=True)
 class AttributionParams:
     access_scope: str = "home"  # or "device": only owner/shared accounts of that very device
-    main_cluster_share: float = 0.25  # a device claims clusters holding >= this x its largest share
+    main_cluster_share: float = 0.25  # a device claims units holding >= this x its largest share
     ambiguity_ratio: float = 1.5  # the winner must beat the runner-up by this factor
     share_prior: float = 1.0  # pseudo-claims added to each device's total: one stray log line is weak evidence
-    reference_majority: float = 0.8  # share of a cluster's reference frames that must agree
+    reference_majority: float = 0.8  # share of a unit's reference frames that must agree
     log_evidence_confidence: float = 0.6
+    anchor_min_votes: int = 2  # a core is anchored by votes only with this many votes for the winner
+    conflict_min_votes: int = 3  # a device contradicts a core's references with this many own votes there...
+    conflict_share: float = 0.5  # ...holding at least this share of all its claimed frames
+    split_margin: float = 0.05  # a part of a split cluster joins the anchor it correlates with better by this
+    split_sample: int = 64  # anchor frames compared per device when splitting
+    verify: bool = True
+    verify_min: float = 0.80  # correlation of an evidence frame with its device's own frames
+    verify_margin: float = 0.06  # ...ahead of every other camera it could be
+    exemplars: int = 48  # own frames per device kept for verification
 
     def signature(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -47,8 +76,11 @@ class Registry:
         self.scope = scope
         self.access: dict[str, set[str]] = defaultdict(set)
         self.homes_of: dict[str, set[str]] = defaultdict(set)
+        self.home_devices: dict[str, set[str]] = defaultdict(set)
         for d in devices:
             accounts = {d["owner_account"], *json.loads(d["shared_accounts"] or "[]")}
+            if d["home_id"]:
+                self.home_devices[d["home_id"]].add(d["device_id"])
             for account in accounts:
                 self.access[account].add(d["device_id"])
                 if d["home_id"]:
@@ -73,6 +105,13 @@ class Registry:
             return home is not None and home in self.homes_of.get(account, ())
         return False
 
+    def own_cameras(self, account: str) -> set[str]:
+        """Every camera of the account's homes: any of them could be what it was shown."""
+        out = set(self.access.get(account, ()))
+        for home in self.homes_of.get(account, ()):
+            out |= self.home_devices[home]
+        return out
+
 
 @dataclass
 class AttributionStats:
@@ -80,87 +119,129 @@ class AttributionStats:
     by_reference: int = 0
     by_logs: int = 0
     unattributed_clusters: int = 0
+    split_clusters: int = 0
     snapshots_attributed: int = 0
+    snapshots_in_review: int = 0
+    verified_frames: int = 0
+    rejected_frames: int = 0
+    uninformative_references: int = 0
     exposures: int = 0
     content_exposures: int = 0
     log_exposures: int = 0
+    expected_false_pairs: float = 0.0
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class _Unit:
+    """A core (or a frame on its own): the group surely of one camera."""
+
+    key: str
+    cluster: int
+    frames: list[str] = field(default_factory=list)
+    refs: Counter = field(default_factory=Counter)
+    votes: Counter = field(default_factory=Counter)
+    device: str | None = None  # the anchor
+    kind: str | None = None  # reference | logs
+    confidence: float | None = None
+    review: list[str] | None = None  # candidates when the unit itself is contradictory
+    reason: str | None = None
+
+
+def _unit_key(row: dict[str, Any]) -> str:
+    if row.get("core") is not None:
+        return f"core:{row['core']}"
+    if row.get("via") == "band":
+        return f"frame:{row['frame_id']}"
+    return f"cluster:{row['cluster_id']}"  # case files from before cores: the cluster is the unit
 
 
 def attribute_case(case: Case, params: AttributionParams = DEFAULT_ATTRIBUTION_PARAMS) -> AttributionStats:
     """Replace the case's cluster attributions, snapshot attributions and exposures."""
     registry = Registry(list(case.db.query("select * from devices")), params.access_scope)
     stats = AttributionStats()
-
-    frame_cluster = {r["frame_id"]: r for r in case.db.query("select * from frame_clusters")}
-    frames = list(case.db.query("select frame_id, role, snapshot, ref_device from frames"))
     claims = _claimed_devices(case)
+    stats.uninformative_references = case.count(
+        "frames", "role = 'reference' and frame_id in (select frame_id from fingerprints where status != 'ok')")
 
-    refs_per_cluster: dict[int, Counter] = defaultdict(Counter)
-    votes: dict[int, Counter] = defaultdict(Counter)
+    frames = list(case.db.query(
+        "select f.frame_id, f.role, f.snapshot, f.ref_device, fc.cluster_id, fc.core, fc.via "
+        "from frames f left join frame_clusters fc on fc.frame_id = f.frame_id"))
+    units: dict[str, _Unit] = {}
+    unit_of: dict[str, str] = {}
     claimed_total: Counter = Counter()
+    cluster_votes: dict[int, Counter] = defaultdict(Counter)
     for f in frames:
-        assignment = frame_cluster.get(f["frame_id"])
-        if assignment is None:
+        if f["cluster_id"] is None:
             continue
-        cid = assignment["cluster_id"]
+        key = _unit_key(f)
+        unit = units.setdefault(key, _Unit(key, f["cluster_id"]))
+        unit.frames.append(f["frame_id"])
+        unit_of[f["frame_id"]] = key
         if f["role"] == "reference":
-            refs_per_cluster[cid][f["ref_device"]] += 1
+            unit.refs[f["ref_device"]] += 1
         elif f["snapshot"] in claims:
             device = claims[f["snapshot"]]
-            votes[cid][device] += 1
+            unit.votes[device] += 1
+            cluster_votes[f["cluster_id"]][device] += 1
             claimed_total[device] += 1
 
-    # p(c|d): the share of device d's claimed frames that fall in cluster c, shrunk towards zero
-    # for devices with few claims, so a device named once (all of its claims, trivially, in one
-    # cluster) cannot tie a camera whose many requests land there.
-    share: dict[tuple[int, str], float] = {}
-    best_share: dict[str, float] = defaultdict(float)
-    for cid, counter in votes.items():
-        for device, count in counter.items():
-            s = count / (claimed_total[device] + params.share_prior)
-            share[(cid, device)] = s
-            best_share[device] = max(best_share[device], s)
-
-    cluster_rows = list(case.db.query("select cluster_id from clusters order by cluster_id"))
+    _anchor_units(units.values(), claimed_total, params)
+    cluster_units: dict[int, list[_Unit]] = defaultdict(list)
+    for unit in units.values():
+        cluster_units[unit.cluster].append(unit)
+    thumbs = _Thumbs(case)
     decisions: dict[int, dict[str, Any]] = {}
-    for row in cluster_rows:
+    cluster_share = _shares(cluster_votes, claimed_total, params)
+    for row in case.db.query("select cluster_id from clusters order by cluster_id"):
         cid = row["cluster_id"]
-        decisions[cid] = _decide(cid, refs_per_cluster.get(cid), votes.get(cid, Counter()), share, best_share, params)
+        decisions[cid] = _resolve_cluster(cid, cluster_units.get(cid, []), cluster_votes.get(cid, Counter()),
+                                          cluster_share, thumbs, params)
+        stats.split_clusters += decisions[cid]["split"]
     stats.clusters = len(decisions)
     stats.by_reference = sum(1 for d in decisions.values() if d["attribution"] == "reference")
     stats.by_logs = sum(1 for d in decisions.values() if d["attribution"] == "logs")
     stats.unattributed_clusters = stats.clusters - stats.by_reference - stats.by_logs
 
-    # Per-snapshot attribution.
+    # Per-snapshot attribution from its unit's outcome.
+    fp_status = {r["frame_id"]: (r["status"], r["reason"]) for r in case.db.query(
+        "select frame_id, status, reason from fingerprints")}
     attributions: list[dict[str, Any]] = []
-    fp_status = {r["frame_id"]: (r["status"], r["reason"]) for r in case.db.query("select frame_id, status, reason from fingerprints")}
     for f in frames:
         if f["role"] != "snapshot":
             continue
-        assignment = frame_cluster.get(f["frame_id"])
-        row = {"snapshot": f["snapshot"], "frame_id": f["frame_id"], "cluster_id": None, "source_device": None,
-               "source_home": None, "attribution": None, "confidence": None, "reason": None}
-        if assignment is None:
+        row = {"snapshot": f["snapshot"], "frame_id": f["frame_id"], "cluster_id": f["cluster_id"], "source_device": None,
+               "source_home": None, "attribution": None, "confidence": None, "reason": None, "candidates": None,
+               "p_wrong": None}
+        if f["cluster_id"] is None:
             status, reason = fp_status.get(f["frame_id"], ("unfingerprinted", "not fingerprinted yet"))
             row["reason"] = _unclustered_reason(status, reason)
         else:
-            decision = decisions[assignment["cluster_id"]]
-            row["cluster_id"] = assignment["cluster_id"]
-            if decision["source_device"]:
-                row.update(source_device=decision["source_device"], source_home=registry.home(decision["source_device"]),
-                           attribution=decision["attribution"], confidence=decision["confidence"])
-                stats.snapshots_attributed += 1
+            unit = units[unit_of[f["frame_id"]]]
+            if unit.device:
+                row.update(source_device=unit.device, source_home=registry.home(unit.device),
+                           attribution=unit.kind, confidence=unit.confidence)
             else:
-                row["reason"] = decision["reason"]
+                row["reason"] = unit.reason or decisions[f["cluster_id"]]["reason"]
+                if unit.review:
+                    row["candidates"] = json.dumps(sorted(unit.review))
         attributions.append(row)
 
-    exposures = _exposures(case, registry, {a["snapshot"]: a for a in attributions}, frame_cluster, params)
+    by_snapshot = {a["snapshot"]: a for a in attributions}
+    if params.verify:
+        verified, rejected, expected = _verify(case, registry, by_snapshot, units, unit_of, claims, params)
+        stats.verified_frames, stats.rejected_frames = verified, rejected
+    stats.snapshots_attributed = sum(1 for a in attributions if a["source_device"])
+    stats.snapshots_in_review = sum(1 for a in attributions if a["candidates"])
+
+    frame_cluster = {r["frame_id"]: r for r in case.db.query("select frame_id, distance from frame_clusters")}
+    exposures = _exposures(case, registry, by_snapshot, frame_cluster, params)
     stats.exposures = len(exposures)
     stats.content_exposures = sum(1 for e in exposures if e["evidence"] == "content")
     stats.log_exposures = stats.exposures - stats.content_exposures
+    stats.expected_false_pairs = round(sum(e["p_wrong"] or 0.0 for e in exposures), 4)
 
     with case.db.conn:
         case.db.execute("delete from attributions")
@@ -170,8 +251,8 @@ def attribute_case(case: Case, params: AttributionParams = DEFAULT_ATTRIBUTION_P
             "update clusters set source_device = ?, attribution = ?, confidence = ?, votes = ?, reason = ? where cluster_id = ?",
             [(d["source_device"], d["attribution"], d["confidence"], d["votes"], d["reason"], cid) for cid, d in decisions.items()],
         )
-    case.table("attributions").insert_all(attributions, batch_size=2000)
-    case.table("exposures").insert_all(exposures, batch_size=2000)
+    case.table("attributions").insert_all(attributions, batch_size=2000, alter=True)
+    case.table("exposures").insert_all(exposures, batch_size=2000, alter=True)
     case.set_meta("attribution_params", params.signature())
     return stats
 
@@ -187,43 +268,329 @@ def _claimed_devices(case: Case) -> dict[str, str]:
     return claims
 
 
-def _decide(
-    cid: int,
-    refs: Counter | None,
-    votes: Counter,
-    share: dict[tuple[int, str], float],
-    best_share: dict[str, float],
-    params: AttributionParams,
-) -> dict[str, Any]:
-    decision: dict[str, Any] = {"source_device": None, "attribution": None, "confidence": None, "reason": None,
-                                "votes": json.dumps(dict(sorted(votes.items())), sort_keys=True) if votes else None}
-    if refs:
-        device, count = refs.most_common(1)[0]
-        total = sum(refs.values())
-        if count / total >= params.reference_majority:
-            decision.update(source_device=device, attribution="reference",
-                            confidence=round(0.99 * count / total, 3))
-        else:
-            decision["reason"] = "reference frames of several devices in one cluster: " + ", ".join(sorted(refs))
-        return decision
+def _shares(votes: dict[Any, Counter], claimed_total: Counter, params: AttributionParams
+            ) -> tuple[dict[tuple[Any, str], float], dict[str, float]]:
+    """p(unit|d): the share of device d's claimed frames that fall in a unit, shrunk towards zero
+    for devices with few claims, so a device named once (all of its claims, trivially, in one
+    place) cannot tie a camera whose many requests land there; and each device's best share."""
+    share: dict[tuple[Any, str], float] = {}
+    best: dict[str, float] = defaultdict(float)
+    for key, counter in votes.items():
+        for device, count in counter.items():
+            s = count / (claimed_total[device] + params.share_prior)
+            share[(key, device)] = s
+            best[device] = max(best[device], s)
+    return share, best
+
+
+def _vote_winner(key: Any, votes: Counter, shares: tuple[dict, dict], params: AttributionParams
+                 ) -> tuple[str | None, float | None, str]:
+    """The device the votes of one unit or cluster name, its confidence, or why none."""
+    share, best = shares
     if not votes:
-        decision["reason"] = "no reference frame and no log event names a device for these frames"
-        return decision
+        return None, None, "no reference frame and no log event names a device for these frames"
     candidates = sorted(
-        ((share[(cid, d)], v, d) for d, v in votes.items() if share[(cid, d)] >= params.main_cluster_share * best_share[d]),
+        ((share[(key, d)], v, d) for d, v in votes.items() if share[(key, d)] >= params.main_cluster_share * best[d]),
         key=lambda t: (-t[0], -t[1], t[2]),
     )
     if not candidates:
-        decision["reason"] = "the devices the logs name have their frames elsewhere"
-        return decision
+        return None, None, "the devices the logs name have their frames elsewhere"
     top_share, top_votes, top_device = candidates[0]
     runner = candidates[1][0] if len(candidates) > 1 else 0.0
     if runner and top_share < params.ambiguity_ratio * runner:
-        decision["reason"] = f"ambiguous between {top_device} and {candidates[1][2]}"
-        return decision
+        return None, None, f"ambiguous between {top_device} and {candidates[1][2]}"
     confidence = 0.95 * top_share * (1 - runner / top_share) * (top_votes / (top_votes + 1))
-    decision.update(source_device=top_device, attribution="logs", confidence=round(confidence, 3))
+    return top_device, round(confidence, 3), ""
+
+
+def _anchor_units(units: Iterable[_Unit], claimed_total: Counter, params: AttributionParams) -> None:
+    """Anchor each unit by its references or its own votes; flag contradictory ones for review."""
+    units = list(units)
+    shares = _shares({u.key: u.votes for u in units}, claimed_total, params)
+    share, best = shares
+    for unit in units:
+        if unit.refs:
+            device, count = unit.refs.most_common(1)[0]
+            total = sum(unit.refs.values())
+            if count / total < params.reference_majority:
+                unit.review = sorted(unit.refs)
+                unit.reason = REVIEW_PREFIX + "reference frames of several devices in one cluster: " + ", ".join(sorted(unit.refs))
+                continue
+            rivals = sorted(d for d, v in unit.votes.items() if d != device and v >= params.conflict_min_votes
+                            and share[(unit.key, d)] >= params.conflict_share)
+            if rivals:
+                unit.review = sorted({device, *rivals})
+                unit.reason = (REVIEW_PREFIX + f"reference frames of {device} among frames whose own logs say "
+                               + ", ".join(rivals))
+                continue
+            unit.device, unit.kind, unit.confidence = device, "reference", round(0.99 * count / total, 3)
+        elif unit.votes:
+            device, confidence, _ = _vote_winner(unit.key, unit.votes, shares, params)
+            if device and unit.votes[device] >= params.anchor_min_votes:
+                unit.device, unit.kind, unit.confidence = device, "logs", confidence
+
+
+def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share: tuple[dict, dict],
+                     thumbs: "_Thumbs", params: AttributionParams) -> dict[str, Any]:
+    """Carry the anchors' decisions over the cluster's other units; split when anchors disagree."""
+    decision: dict[str, Any] = {"source_device": None, "attribution": None, "confidence": None, "reason": None,
+                                "split": 0, "votes": json.dumps(dict(sorted(votes.items())), sort_keys=True) if votes else None}
+    anchored = [u for u in units if u.device]
+    share, _ = cluster_share
+    # Devices whose own frames are mostly here, by their logs, are present even unanchored.
+    present = {d for d, v in votes.items() if v >= params.conflict_min_votes and share[(cid, d)] >= params.conflict_share}
+    devices = sorted({u.device for u in anchored} | (present if anchored else set()))
+    free = [u for u in units if not u.device and not u.review]
+    if len(devices) == 1:
+        device = devices[0]
+        kinds = {u.kind for u in anchored}
+        kind = "reference" if "reference" in kinds else "logs"
+        confidence = max(u.confidence or 0.0 for u in anchored)
+        for u in free:
+            u.device, u.kind, u.confidence = device, kind, confidence
+        decision.update(source_device=device, attribution=kind, confidence=confidence)
+        return decision
+    if not devices:
+        if any(u.review for u in units):
+            decision["reason"] = next(u.reason for u in units if u.review)
+            return decision
+        device, confidence, reason = _vote_winner(cid, votes, cluster_share, params)
+        if device is None:
+            decision["reason"] = reason
+            for u in free:
+                u.reason = reason
+            return decision
+        for u in free:
+            u.device, u.kind, u.confidence = device, "logs", confidence
+        decision.update(source_device=device, attribution="logs", confidence=confidence)
+        return decision
+    # Several cameras in one cluster: each free unit goes to the anchor it clearly correlates
+    # with best, in rounds (a unit placed becomes an anchor for the next), or to review.
+    decision["split"] = 1
+    decision["reason"] = "cluster holds several cameras: " + ", ".join(devices)
+    kind_of = {d: ("reference" if any(u.kind == "reference" for u in anchored if u.device == d) else "logs") for d in devices}
+    conf_of = {d: max((u.confidence or 0.0) for u in anchored if u.device == d) for d in devices}
+    for u in free:  # frames whose own logs name only one camera present here: that camera's
+        named = set(u.votes)
+        if len(named) == 1 and (d := next(iter(named))) in devices:
+            u.device, u.kind, u.confidence = d, "logs", conf_of[d]
+    pool = {d: sorted(f for u in units if u.device == d for f in u.frames) for d in devices}
+    pending = [u for u in free if not u.device]
+    for _ in range(3):
+        placed = []
+        vectors = thumbs.vectors([f for d in devices for f in pool[d][:: max(1, len(pool[d]) // params.split_sample)]]
+                                 + [f for u in pending for f in u.frames])
+        for u in pending:
+            own = [vectors[f] for f in u.frames if f in vectors]
+            if not own:
+                continue
+            mine = np.stack(own)
+            scores = []
+            for d in devices:
+                anchor = [vectors[f] for f in pool[d][:: max(1, len(pool[d]) // params.split_sample)] if f in vectors]
+                scores.append((float((mine @ np.stack(anchor).T).max()) if anchor else -1.0, d))
+            scores.sort(reverse=True)
+            (best, device), (second, runner) = scores[0], scores[1]
+            if best >= params.verify_min and best - second >= params.split_margin:
+                placed.append((u, device))
+            else:
+                u.review = [device, runner]
+                u.reason = REVIEW_PREFIX + f"as near {device} as {runner} in a cluster of several cameras"
+        for u, device in placed:
+            u.device, u.kind, u.confidence, u.review, u.reason = device, kind_of[device], conf_of[device], None, None
+            pool[device].extend(u.frames)
+        pending = [u for u in pending if not u.device]
+        if not placed or not pending:
+            break
+    for u in pending:
+        if not u.review:
+            u.review = devices
+            u.reason = REVIEW_PREFIX + "part of a cluster of several cameras that no thumbnail places"
     return decision
+
+
+class _Thumbs:
+    """Normalised thumbnails by frame id, read from the case on demand (only what is compared)."""
+
+    def __init__(self, case: Case):
+        self.case = case
+        self.cache: dict[str, np.ndarray] = {}
+        self.missing: set[str] = set()
+
+    def vectors(self, frame_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        wanted = [f for f in dict.fromkeys(frame_ids) if f not in self.cache and f not in self.missing]
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            rows = list(self.case.db.execute(
+                f"select frame_id, thumb from fingerprints where thumb is not null and frame_id in ({','.join('?' * len(part))})",
+                part).fetchall())
+            if rows:
+                self.cache.update(zip([r[0] for r in rows], _normalised([r[1] for r in rows])))
+            self.missing.update(set(part) - {r[0] for r in rows})
+        return self.cache
+
+
+def _ncc_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Normalised correlations between rows of two thumbnail arrays."""
+    return a @ b.T
+
+
+def _normalised(thumbs: list[bytes]) -> np.ndarray:
+    x = np.frombuffer(b"".join(thumbs), dtype=np.uint8).reshape(len(thumbs), -1).astype(np.float32)
+    x -= x.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, 1e-6)
+
+
+def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any]], units: dict[str, _Unit],
+            unit_of: dict[str, str], claims: dict[str, str], params: AttributionParams) -> tuple[int, int, float]:
+    """One-to-one check of every frame that would accuse somebody (see the module docstring).
+    A frame that fails is moved to review with the cameras it could be; one that passes gets
+    `p_wrong`, the share of different-camera pairs in this incident that correlate as well."""
+    recipients: dict[str, set[str]] = defaultdict(set)
+    for r in case.db.query("select distinct snapshot, account_id from events where snapshot is not null"):
+        recipients[r["snapshot"]].add(r["account_id"])
+    evidence = [a for a in by_snapshot.values() if a["source_device"]
+                and any(not registry.may_see(acct, a["source_device"]) for acct in recipients.get(a["snapshot"], ()))]
+    if not evidence:
+        return 0, 0, 0.0
+    # Each device's own frames: informative references, and frames delivered only to accounts
+    # that may see it (their attribution is not an accusation, so they are the device's looks).
+    own: dict[str, list[str]] = defaultdict(list)
+    for r in case.db.query("select f.frame_id, f.ref_device from frames f join fingerprints p on p.frame_id = f.frame_id "
+                           "where f.role = 'reference' and p.status = 'ok' and p.thumb is not null order by f.frame_id"):
+        own[r["ref_device"]].append(r["frame_id"])
+    leaked_frames = {a["frame_id"] for a in evidence}
+    for a in sorted(by_snapshot.values(), key=lambda a: a["frame_id"]):
+        if a["source_device"] and a["frame_id"] not in leaked_frames:
+            own[a["source_device"]].append(a["frame_id"])
+    for a in evidence:  # a device seen only in leaked frames: its other leaked frames are all it has
+        if len(own[a["source_device"]]) < 3:
+            own[a["source_device"]].append(a["frame_id"])
+    exemplars: dict[str, list[str]] = {}
+    for device, members in own.items():
+        step = max(1, len(members) // params.exemplars)
+        exemplars[device] = members[::step][: params.exemplars]
+    needed = {f for m in exemplars.values() for f in m} | leaked_frames
+    thumbs = {r["frame_id"]: r["thumb"] for r in case.db.query(
+        "select frame_id, thumb from fingerprints where thumb is not null") if r["frame_id"] in needed}
+    vectors: dict[str, np.ndarray] = {}
+    ids = sorted(thumbs)
+    if ids:
+        matrix = _normalised([thumbs[f] for f in ids])
+        vectors = dict(zip(ids, matrix))
+    ex_ids = {d: [f for f in m if f in vectors] for d, m in exemplars.items()}
+    ex_mat = {d: np.stack([vectors[f] for f in m]) for d, m in ex_ids.items() if m}
+    impostor = _impostor_scores(ex_mat, units, unit_of, ex_ids)
+
+    requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
+    cluster_devices: dict[int, set[str]] = defaultdict(set)
+    for u in units.values():
+        if u.device:
+            cluster_devices[u.cluster].add(u.device)
+    verified = rejected = 0
+    for a in evidence:
+        source = a["source_device"]
+        frame = a["frame_id"]
+        unit = units[unit_of[frame]]
+        rivals = set()
+        for account in recipients.get(a["snapshot"], ()):
+            if not registry.may_see(account, source):
+                rivals |= registry.own_cameras(account)
+        logged = claims.get(a["snapshot"])
+        if logged and registry.known(logged):
+            rivals.add(logged)
+        rivals |= cluster_devices[unit.cluster]
+        rivals.discard(source)
+        problem, best = _check(frame, source, rivals, logged, requested, vectors, ex_ids, ex_mat, params)
+        if problem:
+            rejected += 1
+            a.update(source_device=None, source_home=None, attribution=None, confidence=None,
+                     reason=REVIEW_PREFIX + problem[0], candidates=json.dumps(sorted({source, *problem[1]})))
+            continue
+        verified += 1
+        a["p_wrong"] = _tail(impostor, best)
+    return verified, rejected, 0.0
+
+
+def _best(frame: str, device: str, vectors: dict[str, np.ndarray], ex_ids: dict[str, list[str]],
+          ex_mat: dict[str, np.ndarray], robust: bool = False) -> float | None:
+    """The frame's best correlation with a device's own frames (itself excluded), or None.
+
+    `robust`: on the 85 % of pixels that agree best with each of the three nearest frames, so a
+    person walking through does not hide that the room is the same. Used for the absolute bar
+    only; rivals are compared on every pixel, where an occluder costs both sides alike."""
+    if device not in ex_mat:
+        return None
+    keep = np.array([i for i, f in enumerate(ex_ids[device]) if f != frame], dtype=np.int64)
+    if not len(keep):
+        return None
+    x = vectors[frame]
+    scores = ex_mat[device][keep] @ x
+    if not robust:
+        return float(scores.max())
+    top = ex_mat[device][keep[np.argsort(-scores)[:3]]]
+    return float(max(_trimmed_correlation(x, y) for y in top))
+
+
+def _trimmed_correlation(x: np.ndarray, y: np.ndarray, keep: float = 0.85) -> float:
+    residual = np.abs(x - y)
+    mask = residual <= np.quantile(residual, keep)
+    a, b = x[mask] - x[mask].mean(), y[mask] - y[mask].mean()
+    return float(a @ b / max(1e-6, float(np.linalg.norm(a) * np.linalg.norm(b))))
+
+
+def _check(frame: str, source: str, rivals: set[str], logged: str | None, requested: set[str], vectors: dict[str, np.ndarray],
+           ex_ids: dict[str, list[str]], ex_mat: dict[str, np.ndarray], params: AttributionParams
+           ) -> tuple[tuple[str, list[str]] | None, float]:
+    """Why the frame cannot accuse (and the cameras it could be), or None, and its best score."""
+    if frame not in vectors:
+        return ("frame cannot be verified one to one (no thumbnail: truncated or from an older case)", sorted(rivals)), 0.0
+    best = _best(frame, source, vectors, ex_ids, ex_mat)
+    if best is None:
+        return (f"no other frame of {source} to verify against", sorted(rivals)), 0.0
+    robust = _best(frame, source, vectors, ex_ids, ex_mat, robust=True)
+    if robust < params.verify_min:
+        return (f"matches {source}'s own frames only loosely (correlation {robust:.2f})", sorted(rivals)), robust
+    close = []
+    for rival in sorted(rivals):
+        score = _best(frame, rival, vectors, ex_ids, ex_mat)
+        if score is None:
+            if rival == logged or rival in requested:
+                return (f"{rival}, which the recipient could have been shown, has no frames of its own to compare with",
+                        [rival]), best
+            continue
+        if score > best - params.verify_margin:
+            close.append(rival)
+    if close:
+        return (f"could be {', '.join(close)} as well as {source}", close), robust
+    return None, robust
+
+
+def _impostor_scores(ex_mat: dict[str, np.ndarray], units: dict[str, _Unit], unit_of: dict[str, str],
+                     ex_ids: dict[str, list[str]], sample: int = 400) -> np.ndarray:
+    """Best correlations between the own frames of two different cameras: every pair of devices
+    that share a cluster (the confusable ones), plus a fixed sample of other pairs."""
+    devices = sorted(ex_mat)
+    if len(devices) < 2:
+        return np.zeros(0, dtype=np.float32)
+    by_cluster: dict[int, set[str]] = defaultdict(set)
+    for u in units.values():
+        if u.device and u.device in ex_mat:
+            by_cluster[u.cluster].add(u.device)
+    pairs = {tuple(sorted((a, b))) for ds in by_cluster.values() for a in ds for b in ds if a < b}
+    rng = np.random.default_rng(12)
+    for _ in range(sample):
+        i, j = rng.choice(len(devices), 2, replace=False)
+        pairs.add(tuple(sorted((devices[i], devices[j]))))
+    return np.array([float((ex_mat[a] @ ex_mat[b].T).max()) for a, b in sorted(pairs)], dtype=np.float32)
+
+
+def _tail(impostor: np.ndarray, score: float) -> float:
+    """Share of different-camera pairs correlating at least `score` (half a pair when none does)."""
+    if not len(impostor):
+        return 1.0
+    return round(max(0.5, float((impostor >= score).sum())) / len(impostor), 6)
 
 
 def _unclustered_reason(status: str, reason: str | None) -> str:
@@ -249,12 +616,13 @@ def _exposures(
     for e in case.db.query("select * from events order by ts_ms, event_key"):
         account = e["account_id"]
         snap = attribution.get(e["snapshot"]) if e["snapshot"] else None
-        source, evidence, confidence, distance = None, None, None, None
+        source, evidence, confidence, distance, p_wrong = None, None, None, None, None
         if snap and snap["source_device"]:
             # Pixels decide. A log naming a foreign device is overruled by frames proven the account's own.
             if not registry.may_see(account, snap["source_device"]):
                 source, evidence, confidence = snap["source_device"], "content", snap["confidence"]
                 distance = frame_cluster.get(snap["frame_id"], {}).get("distance")
+                p_wrong = snap.get("p_wrong")
         elif e["device_id"] and registry.known(e["device_id"]) and not registry.may_see(account, e["device_id"]):
             source, evidence, confidence = e["device_id"], "log", params.log_evidence_confidence
         if source is None:
@@ -264,7 +632,7 @@ def _exposures(
             "source_owner": registry.owner(source), "events": 0, "viewed_events": 0, "snapshots": set(),
             "first_seen": e["ts"], "last_seen": e["ts"], "first_ms": e["ts_ms"], "last_ms": e["ts_ms"],
             "integrations": set(), "evidence": set(), "attribution": set(), "confidence": 0.0,
-            "evidence_snapshots": [], "max_distance": None,
+            "evidence_snapshots": [], "max_distance": None, "p_wrong": None,
         })
         item["events"] += 1
         if e["event"] in VIEW_EVENTS:
@@ -282,6 +650,8 @@ def _exposures(
         item["evidence"].add(evidence)
         if evidence == "content":
             item["attribution"].add(snap["attribution"])
+            if p_wrong is not None:  # the pair is wrong only if every one of its frames is
+                item["p_wrong"] = p_wrong if item["p_wrong"] is None else min(item["p_wrong"], p_wrong)
         item["confidence"] = max(item["confidence"], confidence or 0.0)
         if distance is not None:
             item["max_distance"] = max(item["max_distance"] or 0, distance)
@@ -289,7 +659,7 @@ def _exposures(
     for _, item in sorted(pairs.items()):
         rows.append({
             **{k: item[k] for k in ("recipient_account", "source_device", "source_home", "source_owner", "events",
-                                   "viewed_events", "first_seen", "last_seen", "max_distance")},
+                                   "viewed_events", "first_seen", "last_seen", "max_distance", "p_wrong")},
             "snapshots": len(item["snapshots"]),
             "integrations": json.dumps(sorted(item["integrations"])),
             "evidence": "content" if "content" in item["evidence"] else "log",

@@ -128,6 +128,8 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "band_phash": str,
             "band_dhash": str,
             "bands": str,  # JSON {percent: [pHash, dHash]} of bands of several heights (issue 3)
+            "contrast": float,  # coarse grey-level contrast: what noise cannot fake (issue 12)
+            "thumb": bytes,  # 32x16 grey thumbnail for one-to-one verification of evidence (issue 12)
             "params": str,
         },
         "frame_id",
@@ -148,7 +150,8 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         "cluster_id",
     ),
     "frame_clusters": (
-        {"frame_id": str, "cluster_id": int, "via": str, "distance": int},
+        # core: the stage-1 group (near-duplicates, surely one camera) the frame belongs to
+        {"frame_id": str, "cluster_id": int, "via": str, "distance": int, "core": int},
         "frame_id",
     ),
     "attributions": (
@@ -161,6 +164,8 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "attribution": str,
             "confidence": float,
             "reason": str,
+            "candidates": str,  # JSON list of devices the pixels could not tell apart (review), issue 12
+            "p_wrong": float,  # estimated chance the verified evidence matches the wrong camera
         },
         "snapshot",
     ),
@@ -181,6 +186,7 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "confidence": float,
             "evidence_snapshots": str,
             "max_distance": int,
+            "p_wrong": float,  # estimated chance this pair's evidence matches the wrong camera (issue 12)
         },
         ("recipient_account", "source_device"),
     ),

@@ -495,11 +495,14 @@ HomesOpt = Annotated[int, typer.Option("--homes", min=2, help="Number of homes."
 HoursOpt = Annotated[int, typer.Option("--hours", min=1, help="Length of the simulated period in hours.")]
 BugOpt = Annotated[float, typer.Option("--bug-rate", min=0.0, max=1.0, help="Share of requests in the bug window served another home's snapshot.")]
 DifficultyOpt = Annotated[Difficulty, typer.Option("--difficulty", help="easy, normal or hard: how hostile the frames are.")]
+LookalikeOpt = Annotated[float, typer.Option("--lookalike", min=0.0, max=1.0, help="Share of cameras whose room copies an earlier camera's in another home (identical flats, hotel rooms): slightly zoomed or shifted, another tint, one object changed.")]
 
 
-def _sim_params(seed: int, homes: int, hours: int, bug_rate: float, difficulty: Difficulty, references: bool):
+def _sim_params(seed: int, homes: int, hours: int, bug_rate: float, difficulty: Difficulty, references: bool,
+                lookalike: float = 0.0):
     from .simulate import SimParams
-    return SimParams(seed=seed, homes=homes, hours=hours, bug_rate=bug_rate, difficulty=difficulty.value, references=references)
+    return SimParams(seed=seed, homes=homes, hours=hours, bug_rate=bug_rate, difficulty=difficulty.value, references=references,
+                     lookalike=lookalike)
 
 
 @app.command()
@@ -508,13 +511,14 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the incident into (must be empty or absent).")],
     seed: SeedOpt = 7, homes: HomesOpt = 40, hours: HoursOpt = 24, bug_rate: BugOpt = 0.3, difficulty: DifficultyOpt = Difficulty.normal,
     references: Annotated[bool, typer.Option(help="Write reference frames for some devices.")] = True,
+    lookalike: LookalikeOpt = 0.0,
     workers: WorkersOpt = None,
 ) -> None:
     """Generate a simulated incident (inputs plus truth.json) without triaging it."""
     from .simulate import generate_incident
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: folder is not empty")
-    incident = generate_incident(out, _sim_params(seed, homes, hours, bug_rate, difficulty, references), workers=workers)
+    incident = generate_incident(out, _sim_params(seed, homes, hours, bug_rate, difficulty, references, lookalike), workers=workers)
     stdout.print(json.dumps({"root": str(incident.root), **incident.counts}, sort_keys=True))
 
 
@@ -524,6 +528,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the generated incident and its case file.")] = Path("camleak-demo"),
     seed: SeedOpt = 7, homes: HomesOpt = 40, hours: HoursOpt = 24, bug_rate: BugOpt = 0.3, difficulty: DifficultyOpt = Difficulty.normal,
     references: Annotated[bool, typer.Option(help="Give the triage reference frames for some devices.")] = True,
+    lookalike: LookalikeOpt = 0.0,
     score: Annotated[bool, typer.Option("--score", help="Compare the result with the simulator's ground truth.")] = False,
     workers: WorkersOpt = None,
     fail_on_exposure: FailOpt = False,
@@ -536,7 +541,7 @@ def demo(
         if not marker.exists():
             raise InputError(f"{out}: folder exists and is not a camleak demo; choose another --out")
         shutil.rmtree(out)
-    params = _sim_params(seed, homes, hours, bug_rate, difficulty, references)
+    params = _sim_params(seed, homes, hours, bug_rate, difficulty, references, lookalike)
     started = time.monotonic()
     with stderr.status("Simulating the incident…") if stderr.is_terminal else _nothing():
         incident = generate_incident(out, params, workers=workers)

@@ -291,6 +291,7 @@ class Clustering:
     representatives: int  # exemplars compared all-pairs in stage 2
     attached: np.ndarray  # frames that joined their cluster in stage 3 (as leaves)
     reps: np.ndarray  # indices of those exemplars
+    core_labels: np.ndarray | None = None  # stage-1 component per frame: the groups surely of one camera
 
 
 def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> Clustering:
@@ -308,7 +309,7 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
         joins = [(r[~(gone[r] | gone[c])], c[~(gone[r] | gone[c])]) for r, c in joins]
         labels = components(n, [core, *joins])
     labels, attached = attach_singletons(labels, reps, phash, dhash, params)
-    return Clustering(labels, int(cores.max(initial=-1) + 1), len(reps), attached, reps)
+    return Clustering(labels, int(cores.max(initial=-1) + 1), len(reps), attached, reps, cores)
 
 
 def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
@@ -556,7 +557,8 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
         medoid_of[cid] = idx[medoid]
         for pos, i in enumerate(idx):
             via = "nearest" if clustering.attached[i] else "hash"
-            assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": via, "distance": int(spread[pos])})
+            assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": via, "distance": int(spread[pos]),
+                                "core": int(clustering.core_labels[i]) + 1})
 
     # Truncated frames: their decoded band against the bands of the representatives of every
     # multi-frame cluster, by the same clear-winner rule as stage 3 (as leaves, never links).
@@ -591,7 +593,8 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
                 stats.band_assigned += 1
                 medoid_band = _bands(core[medoid_of[cid]]).get(level)
                 distance = int(distances(hex_to_words([medoid_band[0]])[0], hex_to_words([q["_band"][0]])[0])) if medoid_band else None
-                assignments.append({"frame_id": q["frame_id"], "cluster_id": cid, "via": "band", "distance": distance})
+                assignments.append({"frame_id": q["frame_id"], "cluster_id": cid, "via": "band", "distance": distance,
+                                    "core": None})
     else:
         stats.band_unmatched = len(weak)
 
@@ -615,7 +618,7 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
         case.db.execute("delete from frame_clusters")
         case.db.execute("delete from clusters")
     case.table("clusters").insert_all(cluster_rows)
-    case.table("frame_clusters").insert_all(assignments)
+    case.table("frame_clusters").insert_all(assignments, alter=True)  # alter: case files from before `core`
     case.set_meta("cluster_params", params.signature())
     return stats
 

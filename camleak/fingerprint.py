@@ -38,7 +38,7 @@ Image.MAX_IMAGE_PIXELS = 64_000_000  # a decompression bomb is refused, not deco
 class FingerprintParams:
     """Everything that changes what a fingerprint is; recorded with every row."""
 
-    algorithm: int = 5  # 2: batched matrix hashing; 3: bands at several levels; 5: all regions in one stacked product
+    algorithm: int = 6  # 3: bands at several levels; 5: all regions in one stacked product; 6: contrast and thumb
     phash_size: int = 16  # (at most 64) 256-bit pHash: distances between homes concentrate far from those within one
     dhash_size: int = 8
     draft_size: tuple[int, int] = (128, 72)
@@ -48,6 +48,12 @@ class FingerprintParams:
     # frame is compared on the largest band that decoded, against the same rows of other frames.
     band_levels: tuple[int, ...] = (45, 55, 65, 75, 85)
     min_quality: float = 30.0  # below: too little information to say whose home it shows
+    # Grey levels between the 2nd and 98th percentile of a 16x16 reduction: the structure that
+    # sensor noise and JPEG grain cannot fake (they average away at that scale, a room does not).
+    # A room at 3-12 % brightness under noise measures 5-20 (gradient quality up to 31); the
+    # dimmest informative frames of the hard simulations 24-47 (1st percentile 47).
+    min_contrast: float = 32.0
+    thumb_size: tuple[int, int] = (32, 16)  # grey thumbnail kept for one-to-one verification (columns, rows)
 
     def signature(self) -> str:
         data = asdict(self) | {
@@ -106,6 +112,9 @@ def _fingerprint_batch(items: list[tuple[str, bytes]], params: FingerprintParams
         if row["quality"] < params.min_quality:
             row.update(status="uninformative",
                        reason=f"quality {row['quality']:.1f} below {params.min_quality:g} (near-black or flat)")
+        elif row["contrast"] is not None and row["contrast"] < params.min_contrast:
+            row.update(status="uninformative",
+                       reason=f"contrast {row['contrast']:.1f} below {params.min_contrast:g} grey levels (near-black or flat)")
     return rows
 
 
@@ -139,6 +148,8 @@ def _decode_row(frame_id: str, data: bytes, params: FingerprintParams) -> tuple[
         "band_phash": None,
         "band_dhash": None,
         "bands": None,
+        "contrast": None,
+        "thumb": None,
     }
     try:
         grey, size, truncated = _decode_grey(data, params)
@@ -208,18 +219,25 @@ def _hash_frames(frames: list[tuple[dict[str, Any], np.ndarray]], params: Finger
         dhash_hex = np.packbits(dhash_bits, axis=2).reshape(count, -1)
         rows = [frames[i][0] for i in members]
         complete = [k for k, row in enumerate(rows) if row["_complete"]]
-        quality = {}
+        quality, contrast, thumbs = {}, {}, {}
         if complete:
-            quality = dict(zip(complete, _quality(_both_sides(columns[complete], _box(_SMALL, rows_high), eye)).tolist()))
+            small = _both_sides(columns[complete], _box(_SMALL, rows_high), eye)
+            quality = dict(zip(complete, _quality(small).tolist()))
+            contrast = dict(zip(complete, _contrast(small).tolist()))
+            tw, th = params.thumb_size
+            thumb = _both_sides(small, _box(th, _SMALL), _box(tw, _SMALL))
+            thumbs = dict(zip(complete, np.clip(np.rint(thumb), 0, 255).astype(np.uint8)))
         for k, row in enumerate(rows):
             ph, dh = phash_hex[k].tobytes().hex(), dhash_hex[k].tobytes().hex()
             levels = _levels(row["_decoded_rows"], height, params)
             if row["_complete"]:
-                row.update(phash=ph[:ph_chars], dhash=dh[:dh_chars], quality=round(quality[k], 2))
+                row.update(phash=ph[:ph_chars], dhash=dh[:dh_chars], quality=round(quality[k], 2),
+                           contrast=round(contrast[k], 2), thumb=thumbs[k].tobytes())
             else:  # a truncated frame's quality: that of its largest band
                 covered = _band_end(levels[-1], height) - top
                 band = _both_sides(columns[k:k + 1, :covered, :], _box(_SMALL, covered), eye)
                 row["quality"] = round(float(_quality(band)[0]), 2)
+                row["contrast"] = round(float(_contrast(band)[0]), 2)
             bands = {}
             for position, level in enumerate(params.band_levels, start=1):
                 if level in levels:
@@ -258,6 +276,15 @@ def _quality(small: np.ndarray) -> np.ndarray:
     small = small * (100.0 / 255.0)
     gradient = np.abs(np.diff(small, axis=1)).sum(axis=(1, 2)) + np.abs(np.diff(small, axis=2)).sum(axis=(1, 2))
     return np.minimum(100.0, gradient / 90.0)
+
+
+def _contrast(small: np.ndarray) -> np.ndarray:
+    """Grey levels between the 2nd and 98th percentile of each 64x64 reduction cut to 16x16:
+    the coarse structure of the scene, on which pixel noise has averaged away."""
+    count = small.shape[0]
+    coarse = small.reshape(count, 16, 4, 16, 4).mean(axis=(2, 4)).reshape(count, -1)
+    low, high = np.percentile(coarse, [2, 98], axis=1)
+    return high - low
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import os
 import tarfile
 import threading
 import zipfile
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -75,7 +75,7 @@ _PAD = 8  # edge padding around cached bases so shake is a plain crop
 _NIGHT_FROM, _NIGHT_UNTIL = 20, 6
 
 # RNG stream tags: each purpose gets its own stream so adding draws to one never shifts another.
-_T_WORLD, _T_SCENE, _T_SPEC, _T_PIXELS, _T_LIGHTS, _T_NOISE, _T_REF, _T_LOGS, _T_STYLE = range(1, 10)
+_T_WORLD, _T_SCENE, _T_SPEC, _T_PIXELS, _T_LIGHTS, _T_NOISE, _T_REF, _T_LOGS, _T_STYLE, _T_LOOK = range(1, 11)
 _SERVED, _REFERENCE, _PREVIEW = 0, 1, 2  # frame kinds: separate per-frame RNG streams
 
 
@@ -89,6 +89,7 @@ class SimParams:
     bug_rate: float = 0.3  # share of requests inside the bug window served another home's snapshot
     difficulty: str = "normal"  # "easy" | "normal" | "hard"
     references: bool = True  # write reference frames for some devices
+    lookalike: float = 0.0  # share of cameras whose room copies an earlier camera's (identical flats, hotel rooms)
     start: str = "2026-11-20T00:00:00Z"
 
 
@@ -236,9 +237,55 @@ def _z(rng: np.random.Generator) -> tuple[float, float]:
 
 
 @lru_cache(maxsize=64)
-def _scene(seed: int, cam: int) -> _Scene:
-    """Camera `cam`'s view: the first candidate that hashes clearly apart from earlier cameras."""
+def _scene(seed: int, cam: int, look: float = 0.0) -> _Scene:
+    """Camera `cam`'s view: the first candidate that hashes clearly apart from earlier cameras,
+    or, for a look-alike camera, a slightly changed copy of an earlier camera's room."""
+    source = lookalike_source(seed, cam, look)
+    if source is not None:
+        return _lookalike_scene(_scene(seed, source, look), np.random.default_rng([seed, _T_LOOK, cam, 1]))
     return _make_scene(seed, cam, _scene_attempt(seed, cam))
+
+
+def lookalike_source(seed: int, cam: int, look: float) -> int | None:
+    """The earlier camera whose room camera `cam` copies, or None. Sources are at least three
+    camera numbers back, so always in another home (a home has at most three cameras). Drawn from
+    the camera's own stream: the share changes which cameras copy, never anything else."""
+    if look <= 0 or cam <= 3:
+        return None
+    rng = np.random.default_rng([seed, _T_LOOK, cam])
+    if rng.random() >= look:
+        return None
+    return int(rng.integers(1, cam - 2))
+
+
+def _lookalike_scene(scene: _Scene, rng: np.random.Generator) -> _Scene:
+    """The same layout seen with a slight zoom and shift, another tint, one object changed."""
+    zoom = rng.uniform(1.02, 1.07)
+    cx, cy = rng.uniform(0.35, 0.65, 2)
+    sx, sy = rng.uniform(-0.03, 0.03, 2)
+
+    def move(x: float, y: float) -> tuple[float, float]:
+        return (x - cx) * zoom + cx + sx, (y - cy) * zoom + cy + sy
+
+    tint = rng.uniform(0.85, 1.15, 3)
+
+    def tinted(c):
+        return None if c is None else tuple(int(min(255, max(0, v * t))) for v, t in zip(c, tint))
+
+    regions = [[move(x, y) for x, y in poly] for poly in scene.regions]
+    styles = [(tinted(a), tinted(b), axis, z1, z2) for a, b, axis, z1, z2 in scene.region_style]
+    ops = []
+    for kind, geom, colour, z1, z2, extra in scene.ops:
+        (x0, y0), (x1, y1) = move(geom[0], geom[1]), move(geom[2], geom[3])
+        ops.append((kind, (x0, y0, x1, y1), tinted(colour), z1, z2, extra))
+    solid = [i for i, op in enumerate(ops) if op[2] is not None]
+    if solid:  # one object changed: another colour, moved a little
+        i = solid[int(rng.integers(len(solid)))]
+        kind, (x0, y0, x1, y1), _, z1, z2, extra = ops[i]
+        dx, dy = rng.uniform(-0.08, 0.08, 2)
+        ops[i] = (kind, (x0 + dx, y0 + dy, x1 + dx, y1 + dy), _colour(rng, 20, 230), *_z(rng), extra)
+    return scene._replace(regions=regions, region_style=styles, ops=ops, floor_y=float(move(0.5, scene.floor_y)[1]),
+                          ts_box=bool(rng.random() < 0.4))
 
 
 def _make_scene(seed: int, cam: int, attempt: int) -> _Scene:
@@ -488,10 +535,10 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 @lru_cache(maxsize=8)
-def _base_full(seed: int, cam: int, night: bool, difficulty: str) -> Image.Image:
+def _base_full(seed: int, cam: int, night: bool, difficulty: str, look: float = 0.0) -> Image.Image:
     """A camera's 1280x720 day-colour or night-infrared base, rendered once per process."""
     prof = _PROFILES[difficulty]
-    scene = _scene(seed, cam)
+    scene = _scene(seed, cam, look)
     img = _paint_scene(scene, night, prof.ir_jitter)
     if not night:
         return ImageChops.multiply(img, _radial(0.08, 0.0).convert("RGB"))
@@ -503,9 +550,9 @@ def _base_full(seed: int, cam: int, night: bool, difficulty: str) -> Image.Image
 
 
 @lru_cache(maxsize=24)
-def _base(seed: int, cam: int, night: bool, difficulty: str, size: tuple[int, int]) -> Image.Image:
+def _base(seed: int, cam: int, night: bool, difficulty: str, size: tuple[int, int], look: float = 0.0) -> Image.Image:
     """The base at one output size, edge-padded so camera shake is a crop."""
-    full = _base_full(seed, cam, night, difficulty)
+    full = _base_full(seed, cam, night, difficulty, look)
     img = full if size == (_W, _H) else full.reduce(_W // size[0])
     arr = np.asarray(img)
     pad = ((_PAD, _PAD), (_PAD, _PAD)) + (((0, 0),) if arr.ndim == 3 else ())
@@ -607,22 +654,17 @@ def _draw_timestamp(img: Image.Image, ts_ms: int, boxed: bool) -> None:
         draw.text(xy, text, font=font, fill=white, stroke_width=max(1, size // 9), stroke_fill=black)
 
 
-def _render_image(seed: int, difficulty: str, spec: _FrameSpec) -> Image.Image:
+def _render_image(seed: int, difficulty: str, spec: _FrameSpec, look: float = 0.0) -> Image.Image:
     """Pixels of one frame: the camera's base plus this frame's lights, person, shake, noise."""
     prof = _PROFILES[difficulty]
     rng = np.random.default_rng([seed, _T_PIXELS, spec.tag, spec.index])
     w, h = spec.width, spec.height
-    scene = _scene(seed, spec.cam)
+    scene = _scene(seed, spec.cam, look)
     if spec.black:
-        # IR off: the sensor model's dark-current pattern plus noise -- alike for every home
-        arr = rng.uniform(0.5, 2) + _dark_pattern(w, h) * rng.uniform(0.8, 1.0) + rng.integers(0, 3, (h, w))
-        img = Image.fromarray(np.clip(arr, 0, 12).astype(np.uint8), "L")
-        if rng.random() < 0.7:
-            _draw_timestamp(img, spec.ts_ms, scene.ts_box)
-        return img
+        return _render_dark(seed, difficulty, spec, look, rng, scene)
     s = prof.shake
     dx, dy = (int(v) for v in rng.integers(-s, s + 1, 2))
-    base = _base(seed, spec.cam, spec.night, difficulty, (w, h))
+    base = _base(seed, spec.cam, spec.night, difficulty, (w, h), look)
     img = base.crop((_PAD + dx, _PAD + dy, _PAD + dx + w, _PAD + dy + h))
     if spec.night:
         g = rng.uniform(0.9, 1.1)  # IR auto-exposure drift
@@ -643,6 +685,29 @@ def _render_image(seed: int, difficulty: str, spec: _FrameSpec) -> Image.Image:
     return img
 
 
+def _render_dark(seed: int, difficulty: str, spec: _FrameSpec, look: float, rng: np.random.Generator,
+                 scene: _Scene) -> Image.Image:
+    """Lights off and infrared failed. Either the sensor's dark signal alone (its fixed pattern,
+    alike for every home), or the room itself at 3-12 % brightness under sensor noise: real
+    structure, but faint enough that noise and JPEG grain decide its hash."""
+    w, h = spec.width, spec.height
+    dark = _dark_pattern(w, h) * rng.uniform(0.8, 1.0)
+    if rng.random() < 0.35:
+        arr = rng.uniform(0.5, 2) + dark + rng.integers(0, 3, (h, w))
+        img = Image.fromarray(np.clip(arr, 0, 12).astype(np.uint8), "L")
+    else:
+        s = _PROFILES[difficulty].shake
+        dx, dy = (int(v) for v in rng.integers(-s, s + 1, 2))
+        base = _base(seed, spec.cam, spec.night, difficulty, (w, h), look).convert("L")
+        room = np.asarray(base.crop((_PAD + dx, _PAD + dy, _PAD + dx + w, _PAD + dy + h)), np.float32)
+        sigma = rng.uniform(1.2, 3.5)
+        arr = room * rng.uniform(0.03, 0.12) + dark + rng.normal(0, sigma, (h, w)) + rng.uniform(0, 3)
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
+    if rng.random() < 0.7:
+        _draw_timestamp(img, spec.ts_ms, scene.ts_box)
+    return img
+
+
 def _encode(img: Image.Image, spec: _FrameSpec, grey_ok: bool) -> bytes:
     """Encode as the spec says and cut truncated files short."""
     if img.mode == "L" and not grey_ok:
@@ -660,19 +725,20 @@ def _encode(img: Image.Image, spec: _FrameSpec, grey_ok: bool) -> bytes:
     return data
 
 
-def _render_bytes(seed: int, difficulty: str, spec: _FrameSpec) -> bytes:
-    scene = _scene(seed, spec.cam)
-    return _encode(_render_image(seed, difficulty, spec), spec, scene.grey_night and spec.fmt == "jpeg")
+def _render_bytes(seed: int, difficulty: str, spec: _FrameSpec, look: float = 0.0) -> bytes:
+    scene = _scene(seed, spec.cam, look)
+    return _encode(_render_image(seed, difficulty, spec, look), spec, scene.grey_night and spec.fmt == "jpeg")
 
 
-def _render_chunk(job: tuple[int, str, list[_FrameSpec]]) -> list[bytes]:
+def _render_chunk(job: tuple[int, str, float, list[_FrameSpec]]) -> list[bytes]:
     """Worker entry: render a camera-sorted run of frames (keeps the base cache warm)."""
-    seed, difficulty, specs = job
-    return [_render_bytes(seed, difficulty, s) for s in specs]
+    seed, difficulty, look, specs = job
+    return [_render_bytes(seed, difficulty, s, look) for s in specs]
 
 
 def render_frame(device_id: str, when: datetime | str, *, seed: int = 7, difficulty: str = "normal",
-                 size: tuple[int, int] = (640, 360), index: int = 0, near_black: bool = False) -> Image.Image:
+                 size: tuple[int, int] = (640, 360), index: int = 0, near_black: bool = False,
+                 lookalike: float = 0.0) -> Image.Image:
     """Render one decoded frame of a simulated camera (for tests and hash sanity checks).
 
     `device_id` is ``cam-NNNN``; the scene depends only on (seed, NNNN), the variation on
@@ -688,7 +754,7 @@ def render_frame(device_id: str, when: datetime | str, *, seed: int = 7, difficu
     ms = int(dt.timestamp() * 1000)
     cam = int(device_id.rsplit("-", 1)[1])
     spec = _FrameSpec(_PREVIEW, index, cam, ms, _is_night(ms), size[0], size[1], "jpeg", 90, near_black, 0.0)
-    return _render_image(seed, difficulty, spec)
+    return _render_image(seed, difficulty, spec, lookalike)
 
 
 # --------------------------------------------------------------------------- world
@@ -817,16 +883,23 @@ def _simulate_requests(p: SimParams, world: _World, rng: np.random.Generator, t0
         victim = rares[int(rng.integers(len(rares)))]
     recent: deque[int] = deque(maxlen=20)
     mixup_p = 0.01
+    numbers = sorted(cams)
+    position = {n: i for i, n in enumerate(numbers)}
     for r in reqs:
         home = cams[r.cam].home_id
-        others = [n for n in cams if cams[n].home_id != home]
+        # The cameras of other homes, in camera order, without listing them: a home's cameras
+        # are consecutive, so the k-th other camera skips the home's run (linear, not cameras^2).
+        own = world.homes[home]
+        first, span_own = position[own[0]], len(own)
+        n_others = len(numbers) - span_own
         protected = r.cam == victim  # keep the victim's few own frames its own
-        if ws <= r.t_ms < we and others and not protected and rng.random() < p.bug_rate:
+        if ws <= r.t_ms < we and n_others and not protected and rng.random() < p.bug_rate:
             pool = [n for n in recent if cams[n].home_id != home]
             if pool and rng.random() < 0.5:
                 r.source = pool[int(rng.integers(len(pool)))]
             else:
-                r.source = others[int(rng.integers(len(others)))]
+                k = int(rng.integers(n_others))
+                r.source = numbers[k if k < first else k + span_own]
             r.kind = "leak"
         elif len(world.homes[home]) > 1 and not protected and rng.random() < mixup_p:
             sib = [n for n in world.homes[home] if n != r.cam]
@@ -834,8 +907,9 @@ def _simulate_requests(p: SimParams, world: _World, rng: np.random.Generator, t0
             r.kind = "home_mixup"
         recent.append(r.cam)
 
+    own_counts = Counter(r.cam for r in reqs)
     for n in cams:
-        cams[n].own_requests = sum(1 for r in reqs if r.cam == n)
+        cams[n].own_requests = own_counts[n]
 
     if victim is not None:
         reqs = _force_outvoted(world, rng, reqs, victim, ws, we)
@@ -921,7 +995,8 @@ def _spec_for(p: SimParams, prof: _Profile, tag: int, index: int, cam: int, ts_m
     if tag == _REFERENCE:
         w, h = _SIZES[1] if rng.random() < 0.8 else _SIZES[2]
         q = int(rng.integers((prof.quality[0] + prof.quality[1]) // 2, prof.quality[1] + 1))
-        return _FrameSpec(tag, index, cam, ts_ms, night, w, h, "jpeg", q, False, 0.0)
+        dark = night and rng.random() < 0.3  # an owner's own night clip with the lights and IR off
+        return _FrameSpec(tag, index, cam, ts_ms, night, w, h, "jpeg", q, dark, 0.0)
     u = rng.random()
     w, h = _SIZES[0] if u < 0.25 else (_SIZES[2] if u < 0.35 else _SIZES[1])
     q = int(rng.integers(prof.quality[0], prof.quality[1] + 1))
@@ -943,12 +1018,12 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _render_all(seed: int, difficulty: str, specs: list[_FrameSpec], workers: int) -> list[bytes]:
+def _render_all(seed: int, difficulty: str, specs: list[_FrameSpec], workers: int, look: float = 0.0) -> list[bytes]:
     """Render specs in a process pool; output order follows `specs`, not scheduling."""
     order = sorted(range(len(specs)), key=lambda i: (specs[i].cam, specs[i].night, specs[i].width, i))
     chunk = max(16, min(96, len(order) // max(1, workers * 6) + 1))
     groups = [order[i:i + chunk] for i in range(0, len(order), chunk)]
-    jobs = [(seed, difficulty, [specs[i] for i in g]) for g in groups]
+    jobs = [(seed, difficulty, look, [specs[i] for i in g]) for g in groups]
     if workers <= 1 or len(specs) < 64:
         results = [_render_chunk(j) for j in jobs]
     else:
@@ -1163,7 +1238,7 @@ def generate_incident(out_dir: Path, params: SimParams = SimParams(), workers: i
                 ref_specs.append(_spec_for(p, prof, _REFERENCE, len(ref_specs), n, ts))
                 ref_names.append(f"refs/{cams[n].device_id}/{j + 1:04d}.jpg")
 
-    blobs = _render_all(p.seed, p.difficulty, specs + ref_specs, workers)
+    blobs = _render_all(p.seed, p.difficulty, specs + ref_specs, workers, p.lookalike)
     served, refs = blobs[: len(specs)], blobs[len(specs):]
 
     # snapshot archives
@@ -1242,6 +1317,8 @@ def generate_incident(out_dir: Path, params: SimParams = SimParams(), workers: i
         "night_frames": sum(s.night for s in specs),
         "png": sum(s.fmt == "png" for s in specs), "webp": sum(s.fmt == "webp" for s in specs),
         "references": len(ref_specs), "reference_devices": len(ref_devs),
+        "dark_references": sum(s.black for s in ref_specs),
+        "lookalike_devices": sum(lookalike_source(p.seed, n, p.lookalike) is not None for n in cams),
     }
     truth = {
         "schema": "camleak.truth/1",
@@ -1251,7 +1328,9 @@ def generate_incident(out_dir: Path, params: SimParams = SimParams(), workers: i
         "field_map": dict(ASSISTANT_FIELD_MAP),
         "devices": {c.device_id: {"home_id": c.home_id, "owner_account": c.owner, "shared_accounts": c.shared,
                                   "rarely_used": c.rare, "own_requests": c.own_requests,
-                                  "has_references": n in ref_devs}
+                                  "has_references": n in ref_devs,
+                                  "lookalike_of": (cams[src].device_id if (src := lookalike_source(p.seed, n, p.lookalike))
+                                                   else None)}
                     for n, c in sorted(cams.items())},
         "homes": {h: {"devices": [cams[n].device_id for n in ns], "accounts": world.home_accounts[h]}
                   for h, ns in sorted(world.homes.items())},
