@@ -369,7 +369,8 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
     decision["split"] = 1
     decision["reason"] = "cluster holds several cameras: " + ", ".join(devices)
     kind_of = {d: ("reference" if any(u.kind == "reference" for u in anchored if u.device == d) else "logs") for d in devices}
-    conf_of = {d: max((u.confidence or 0.0) for u in anchored if u.device == d) for d in devices}
+    conf_of = {d: max(((u.confidence or 0.0) for u in anchored if u.device == d), default=params.log_evidence_confidence)
+               for d in devices}
     for u in free:  # frames whose own logs name only one camera present here: that camera's
         named = set(u.votes)
         if len(named) == 1 and (d := next(iter(named))) in devices:
@@ -461,11 +462,12 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
                            "where f.role = 'reference' and p.status = 'ok' and p.thumb is not null order by f.frame_id"):
         own[r["ref_device"]].append(r["frame_id"])
     leaked_frames = {a["frame_id"] for a in evidence}
+    partial = {r["frame_id"] for r in case.db.query("select frame_id from fingerprints where truncated = 1")}
     for a in sorted(by_snapshot.values(), key=lambda a: a["frame_id"]):
-        if a["source_device"] and a["frame_id"] not in leaked_frames:
+        if a["source_device"] and a["frame_id"] not in leaked_frames and a["frame_id"] not in partial:
             own[a["source_device"]].append(a["frame_id"])
     for a in evidence:  # a device seen only in leaked frames: its other leaked frames are all it has
-        if len(own[a["source_device"]]) < 3:
+        if len(own[a["source_device"]]) < 3 and a["frame_id"] not in partial:
             own[a["source_device"]].append(a["frame_id"])
     exemplars: dict[str, list[str]] = {}
     for device, members in own.items():
@@ -484,6 +486,8 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     impostor = _impostor_scores(ex_mat, units, unit_of, ex_ids)
 
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
+    fraction = {r["frame_id"]: r["decoded_fraction"] for r in case.db.query(
+        "select frame_id, decoded_fraction from fingerprints where truncated = 1") if r["frame_id"] in leaked_frames}
     cluster_devices: dict[int, set[str]] = defaultdict(set)
     for u in units.values():
         if u.device:
@@ -502,7 +506,10 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
             rivals.add(logged)
         rivals |= cluster_devices[unit.cluster]
         rivals.discard(source)
-        problem, best = _check(frame, source, rivals, logged, requested, vectors, ex_ids, ex_mat, params)
+        if fraction.get(frame, 1.0) < 1.0:  # truncated: compare only the thumbnail rows that decoded
+            problem, best = _check_rows(frame, fraction[frame], source, rivals, logged, requested, thumbs, ex_ids, params)
+        else:
+            problem, best = _check(frame, source, rivals, logged, requested, vectors, ex_ids, ex_mat, params)
         if problem:
             rejected += 1
             a.update(source_device=None, source_home=None, attribution=None, confidence=None,
@@ -565,6 +572,23 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
     if close:
         return (f"could be {', '.join(close)} as well as {source}", close), robust
     return None, robust
+
+
+def _check_rows(frame: str, decoded: float, source: str, rivals: set[str], logged: str | None, requested: set[str],
+                thumbs: dict[str, bytes], ex_ids: dict[str, list[str]], params: AttributionParams,
+                overlay_top: float = 0.12, width: int = 32, height: int = 16, min_rows: int = 6
+                ) -> tuple[tuple[str, list[str]] | None, float]:
+    """`_check` on the thumbnail rows above a truncated frame's grey fill, for every side alike."""
+    rows = int(height * (decoded - overlay_top) / (1 - overlay_top))
+    if frame not in thumbs or rows < min_rows:
+        return ("too little of the truncated frame decoded to verify it one to one", sorted(rivals)), 0.0
+    cut = rows * width
+    local_ids = {d: [f for f in ex_ids.get(d, []) if f in thumbs] for d in {source, *rivals}}
+    local_ids = {d: m for d, m in local_ids.items() if m}
+    wanted = sorted({frame, *(f for m in local_ids.values() for f in m)})
+    vectors = dict(zip(wanted, _normalised([thumbs[f][:cut] for f in wanted])))
+    mats = {d: np.stack([vectors[f] for f in m]) for d, m in local_ids.items()}
+    return _check(frame, source, rivals, logged, requested, vectors, local_ids, mats, params)
 
 
 def _impostor_scores(ex_mat: dict[str, np.ndarray], units: dict[str, _Unit], unit_of: dict[str, str],

@@ -238,6 +238,12 @@ def _hash_frames(frames: list[tuple[dict[str, Any], np.ndarray]], params: Finger
                 band = _both_sides(columns[k:k + 1, :covered, :], _box(_SMALL, covered), eye)
                 row["quality"] = round(float(_quality(band)[0]), 2)
                 row["contrast"] = round(float(_contrast(band)[0]), 2)
+                # the whole region's thumbnail: rows below the decoded part are fill, and the
+                # verification compares only the rows above it (from `decoded_fraction`)
+                whole = _both_sides(columns[k:k + 1], _box(_SMALL, rows_high), eye)
+                tw, th = params.thumb_size
+                row["thumb"] = np.clip(np.rint(_both_sides(whole, _box(th, _SMALL), _box(tw, _SMALL))[0]), 0, 255
+                                       ).astype(np.uint8).tobytes()
             bands = {}
             for position, level in enumerate(params.band_levels, start=1):
                 if level in levels:

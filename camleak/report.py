@@ -138,6 +138,8 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
         "log_evidence_pairs": sum(1 for e in exposures if e["evidence"] == "log"),
         "first_seen": min(times) if times else None,
         "last_seen": max(times) if times else None,
+        "review_snapshots": case.count("attributions", "candidates is not null") if "candidates" in case.table("attributions").columns_dict else 0,
+        "expected_false_pairs": round(sum(e["p_wrong"] or 0.0 for e in exposures), 4),
     }
     unlisted = sorted(d for o in owner_list if is_unknown_owner(o["owner_account"]) for d in o["devices"])
     notes = warnings(case)
@@ -161,6 +163,7 @@ def build_report(case: Case, *, generated_at: str | None = None) -> dict[str, An
         "owners": owner_list,
         "recipients": recipient_list,
         "unattributed": unattributed(case),
+        "review": review(case),
         "warnings": notes,
         "response": _response(case),
     }
@@ -392,6 +395,7 @@ def _exposure(row: dict[str, Any]) -> dict[str, Any]:
         "confidence": row["confidence"],
         "evidence_snapshots": json.loads(row["evidence_snapshots"] or "[]"),
         "max_hash_distance": row["max_distance"],
+        "p_wrong": row.get("p_wrong"),
     }
 
 
@@ -442,10 +446,36 @@ def unattributed(case: Case) -> list[dict[str, Any]]:
     return out
 
 
+def review(case: Case) -> list[dict[str, Any]]:
+    """Frames held for review, grouped by the cameras they could be, with why and who got them."""
+    if "candidates" not in case.table("attributions").columns_dict:
+        return []
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    for row in case.db.query(
+        "select a.snapshot, a.candidates, a.reason, count(e.event_key) n, group_concat(distinct e.account_id) accts "
+        "from attributions a left join events e on e.snapshot = a.snapshot "
+        "where a.candidates is not null group by a.snapshot order by a.snapshot"
+    ):
+        key = tuple(json.loads(row["candidates"]))
+        g = groups.setdefault(key, {"candidates": list(key), "reasons": Counter(), "snapshots": 0, "events": 0,
+                                    "accounts": set(), "examples": []})
+        g["reasons"][(row["reason"] or "").removeprefix("review: ")] += 1
+        g["snapshots"] += 1
+        g["events"] += row["n"]
+        g["accounts"].update(a for a in (row["accts"] or "").split(",") if a)
+        if len(g["examples"]) < 5:
+            g["examples"].append(row["snapshot"])
+    return [{"candidates": g["candidates"], "reason": g["reasons"].most_common(1)[0][0], "snapshots": g["snapshots"],
+             "events": g["events"], "accounts": len(g["accounts"]), "examples": g["examples"]}
+            for _, g in sorted(groups.items())]
+
+
 def _reason_group(reason: str | None) -> str:
     """Collapse per-frame detail (percentages, device names) into a countable reason."""
     if not reason:
         return "unknown"
+    if reason.startswith("review: "):
+        return "held for review: the pixels could not tell look-alike cameras apart (see review)"
     for prefix in ("uninformative frame", "truncated frame", "undecodable image", "ambiguous between",
                    "reference frames of several devices"):
         if reason.startswith(prefix):

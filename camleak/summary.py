@@ -40,7 +40,8 @@ def render_summary(report: dict[str, Any], console: Console, *, case_path: str |
             (f"{s['viewed_events']} viewed", "bold"), " by the recipient.\n",
             f"First leaked delivery {_when(s['first_seen'])}, last {_when(s['last_seen'])}.\n",
             f"Evidence: {s['content_evidence_pairs']} pairs proven by the images themselves, "
-            f"{s['log_evidence_pairs']} by the log alone.",
+            f"{s['log_evidence_pairs']} by the log alone; expected false pairs "
+            f"{s.get('expected_false_pairs', 0):.2f} (estimated from this incident's own frames).",
         )
         console.print(Panel(headline, title="Result: cross-account exposure", border_style="red"))
         table = Table(title=f"Top exposures (of {s['exposure_pairs']}; all in `camleak report`)", title_justify="left")
@@ -59,7 +60,7 @@ def render_summary(report: dict[str, Any], console: Console, *, case_path: str |
         console.print(Text.assemble(("Response: ", "bold"), line), highlight=False)
     notes = _notes(report)
     if notes:
-        console.print(Panel(Group(*notes), title="Unattributed and warnings", border_style="yellow"))
+        console.print(Panel(Group(*notes), title="Review, unattributed and warnings", border_style="yellow"))
     if case_path:
         console.print(Text.assemble(("Next: ", "bold"), f"camleak report --case {case_path} --format html -o report.html"))
         console.print(Text.assemble(("      ", ""), "also --format md (postmortem), csv -o DIR (mail-merge lists), json"))
@@ -79,6 +80,9 @@ def _evidence(exposure: dict[str, Any]) -> str:
 
 def _notes(report: dict[str, Any]) -> list[Text]:
     notes: list[Text] = []
+    for r in report.get("review", []):
+        notes.append(Text(f"{_n(r['snapshots'], 'snapshot')} ({_n(r['events'], 'event')}, {_n(r['accounts'], 'account')}) "
+                          f"held for review between {' / '.join(r['candidates'])}: {r['reason']}", style="magenta"))
     for u in report["unattributed"]:
         notes.append(Text(f"{_n(u['snapshots'], 'snapshot')} ({_n(u['events'], 'event')}) not attributed: {u['reason']}"))
     for w in report["warnings"]:

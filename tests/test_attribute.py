@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 
 from camleak.attribute import AttributionParams, Registry, attribute_case
 from camleak.casefile import Case
@@ -18,8 +19,18 @@ HOMES = {
 STRANGERS = {f"cam-s{i}": (f"h-s{i}", f"acct-s{i}", []) for i in range(6)}
 
 
-def build(tmp_path, clusters: dict[int, list[tuple[str, str, str | None]]], *, refs=None, uninformative=()):
-    """clusters: id -> [(snapshot, recipient, claimed device)]; refs: id -> [device]."""
+def thumb(scene: int, frame: int, noise: float = 6.0) -> bytes:
+    """A 32x16 grey thumbnail: one random room per `scene`, a little sensor noise per frame."""
+    room = np.random.default_rng([scene]).uniform(20, 230, 512)
+    grain = np.random.default_rng([scene, frame, 1]).normal(0, noise, 512)
+    return np.clip(room + grain, 0, 255).astype(np.uint8).tobytes()
+
+
+def build(tmp_path, clusters: dict[int, list[tuple[str, str, str | None]]], *, refs=None, uninformative=(), cores=None,
+          scenes=None):
+    """clusters: id -> [(snapshot, recipient, claimed device)]; refs: id -> [device]. Every frame of
+    a cluster shows one room (`scenes`: cluster id -> room, default its own) and, unless `cores`
+    maps a snapshot to a core number, the cluster is its one core."""
     case = Case(tmp_path / "case.db")
     devices = {**HOMES, **STRANGERS}
     case.table("devices").insert_all([
@@ -32,13 +43,18 @@ def build(tmp_path, clusters: dict[int, list[tuple[str, str, str | None]]], *, r
         for snap, account, claimed in items:
             t += 60000
             frames.append({"frame_id": f"s:{snap}", "role": "snapshot", "snapshot": snap, "input_id": 0, "member": snap})
-            fc.append({"frame_id": f"s:{snap}", "cluster_id": cid, "via": "hash", "distance": 3})
-            fps.append({"frame_id": f"s:{snap}", "status": "ok"})
+            core = (cores or {}).get(snap, cid)
+            fc.append({"frame_id": f"s:{snap}", "cluster_id": cid, "via": "hash", "distance": 3, "core": core})
+            fps.append({"frame_id": f"s:{snap}", "status": "ok",
+                        "thumb": thumb((scenes or {}).get(snap, (scenes or {}).get(cid, cid)), len(fps))})
             events.append({"event_key": f"{snap}|served", "ts": f"t{t}", "ts_ms": t, "account_id": account, "device_id": claimed,
                            "snapshot": snap, "event": "snapshot_served", "integration": "alexa", "request_id": snap})
         for i, dev in enumerate((refs or {}).get(cid, [])):
             frames.append({"frame_id": f"r:{dev}:{cid}{i}", "role": "reference", "ref_device": dev, "input_id": 0, "member": "x"})
-            fc.append({"frame_id": f"r:{dev}:{cid}{i}", "cluster_id": cid, "via": "hash", "distance": 2})
+            fc.append({"frame_id": f"r:{dev}:{cid}{i}", "cluster_id": cid, "via": "hash", "distance": 2,
+                       "core": (cores or {}).get(f"ref:{dev}", cid)})
+            fps.append({"frame_id": f"r:{dev}:{cid}{i}", "status": "ok",
+                        "thumb": thumb((scenes or {}).get(f"ref:{dev}", (scenes or {}).get(cid, cid)), len(fps))})
     for snap, account, claimed in uninformative:
         t += 60000
         frames.append({"frame_id": f"s:{snap}", "role": "snapshot", "snapshot": snap, "input_id": 0, "member": snap})
@@ -107,7 +123,7 @@ def test_a_device_named_once_does_not_tie_a_camera_with_many_requests(tmp_path):
 
 def test_reference_frames_outrank_log_votes(tmp_path):
     # Logs claim cam-s0 for every frame, but reference frames say these are cam-b's pixels.
-    clusters = {1: [(f"x{i}", "acct-s0", "cam-s0") for i in range(5)]}
+    clusters = {1: [(f"x{i}", "acct-s0", "cam-s0") for i in range(5)], 2: own("cam-s0", 5, "s0-")}
     case = build(tmp_path, clusters, refs={1: ["cam-b", "cam-b"]})
     attribute_case(case)
     row = next(case.db.query("select * from clusters where cluster_id = 1"))
@@ -153,3 +169,71 @@ def test_registry_scopes():
     assert home.may_see("acct-a2", "cam-a2") and not device.may_see("acct-a2", "cam-a2")
     assert home.may_see("acct-a", "cam-a2") and device.may_see("acct-a", "cam-a2")
     assert not home.may_see("acct-b", "cam-a1") and not home.may_see("nobody", "cam-b")
+
+
+# --- issue 12: no cluster trusted to be one camera, every accusation verified one to one ---------
+
+def test_a_cluster_of_two_cameras_with_references_of_one_is_not_given_whole_to_it(tmp_path):
+    # Loose joins merged cam-b's core (with its references) and cam-s1's core: cam-s1's own frames,
+    # requested 20 times by its owner and nowhere else. They must stay cam-s1's, never cam-b's.
+    b_frames = own("cam-b", 4, "b")
+    s1_frames = own("cam-s1", 20, "s1-")
+    cores = {snap: 11 for snap, _, _ in b_frames} | {snap: 12 for snap, _, _ in s1_frames} | {"ref:cam-b": 11}
+    scenes = {snap: 7 for snap, _, _ in s1_frames}
+    case = build(tmp_path, {1: b_frames + s1_frames}, refs={1: ["cam-b", "cam-b"]}, cores=cores, scenes=scenes)
+    stats = attribute_case(case)
+    by_snap = {r["snapshot"]: r["source_device"] for r in case.db.query("select * from attributions")}
+    assert stats.split_clusters == 1
+    assert {by_snap[s] for s, _, _ in s1_frames} == {"cam-s1"}
+    assert {by_snap[s] for s, _, _ in b_frames} == {"cam-b"}
+    assert exposures(case) == {}
+
+
+def test_a_frame_as_near_two_cameras_accuses_nobody_and_lands_in_review(tmp_path):
+    # cam-b and cam-s1 show the same room (identical flats), each anchored by its references in
+    # its own core of one cluster. A frame of that room reached acct-s0: either could be its source.
+    from camleak.report import build_report
+    b_frames, s1_frames = own("cam-b", 4, "b"), own("cam-s1", 4, "s1-")
+    leaked = [("x", "acct-s0", "cam-s0")]
+    cores = {s: 11 for s, _, _ in b_frames} | {s: 12 for s, _, _ in s1_frames} | {"x": 13, "ref:cam-b": 11, "ref:cam-s1": 12}
+    clusters = {1: b_frames + s1_frames + leaked, 2: own("cam-s0", 5, "s0-")}
+    case = build(tmp_path, clusters, refs={1: ["cam-b", "cam-s1"]}, cores=cores)
+    attribute_case(case)
+    row = next(case.db.query("select * from attributions where snapshot = 'x'"))
+    assert row["source_device"] is None and row["reason"].startswith("review: ")
+    assert json.loads(row["candidates"]) == ["cam-b", "cam-s1"]
+    assert exposures(case) == {}
+    review = build_report(case, generated_at="-")["review"]
+    assert [(r["candidates"], r["snapshots"], r["accounts"]) for r in review] == [(["cam-b", "cam-s1"], 1, 1)]
+
+
+def test_verification_rejects_a_frame_that_matches_the_recipients_own_camera(tmp_path):
+    # The hashes put a frame into cam-b's cluster, but its pixels are the room of the recipient's
+    # own camera: it is acct-s0's own view, not a leak.
+    leaked = [("x", "acct-s0", "cam-s0")]
+    clusters = {1: own("cam-b", 5, "b") + leaked, 2: own("cam-s0", 5, "s0-")}
+    case = build(tmp_path, clusters, refs={1: ["cam-b"]}, scenes={"x": 2}, cores={"x": 9})
+    stats = attribute_case(case)
+    row = next(case.db.query("select * from attributions where snapshot = 'x'"))
+    assert row["source_device"] is None and row["reason"].startswith("review: ")
+    assert stats.rejected_frames == 1 and exposures(case) == {}
+
+
+def test_verification_rejects_a_frame_when_the_logged_camera_has_no_frames_of_its_own(tmp_path):
+    # cam-s0 was requested but none of its frames is anywhere: what acct-s0 saw could be it.
+    case = build(tmp_path, {1: own("cam-b", 5, "b") + [("x", "acct-s0", "cam-s0")]}, refs={1: ["cam-b"]})
+    attribute_case(case)
+    row = next(case.db.query("select * from attributions where snapshot = 'x'"))
+    assert row["source_device"] is None and "cam-s0" in row["reason"]
+    assert exposures(case) == {}
+
+
+def test_a_verified_exposure_carries_its_chance_of_being_wrong(tmp_path):
+    leaked = [(f"leak{i}", f"acct-s{i}", f"cam-s{i}") for i in range(3)]
+    clusters = {1: own("cam-b", 5, "b") + leaked} | {10 + i: own(f"cam-s{i}", 5, f"s{i}-") for i in range(3)}
+    case = build(tmp_path, clusters, refs={1: ["cam-b"]})
+    stats = attribute_case(case)
+    found = exposures(case)
+    assert set(found) == {(f"acct-s{i}", "cam-b") for i in range(3)}
+    assert all(0 < e["p_wrong"] <= 0.5 for e in found.values())
+    assert stats.expected_false_pairs == round(sum(e["p_wrong"] for e in found.values()), 4)
