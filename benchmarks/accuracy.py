@@ -1,10 +1,14 @@
-"""Accuracy of exposure pairs and snapshot attribution on simulated incidents.
+"""Accuracy of exposure pairs and snapshot attribution on simulated incidents, on a scale axis.
 
-For each seed and difficulty, the same incident is triaged by camleak and, in the same run, by
-the naive approach (64-bit pHash of the whole frame, distance <= 10, connected components,
-majority vote of the logged device), and both are scored against the simulator's truth.
+For each cell (homes x difficulty x look-alike share x references) and seed, the same incident
+is triaged by camleak and, in the same run, by the naive approach (64-bit pHash of the whole
+frame, distance <= 10, connected components, majority vote of the logged device), and both are
+scored against the simulator's truth. Generated incidents are cached (`--cache`), so a rerun
+after a change to camleak only triages again.
 
     python benchmarks/accuracy.py --seeds 1 2 3 4 5 --difficulty normal hard
+    python benchmarks/accuracy.py --grid            # the issue-12 grid (about an hour and a half)
+    python benchmarks/accuracy.py --homes 1000 --seeds 11 --difficulty normal
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -76,49 +81,94 @@ def naive(case: Case, truth: dict) -> dict:
     }
 
 
-def run(seed: int, difficulty: str, homes: int, hours: int, workdir: Path) -> dict:
-    out = workdir / f"{difficulty}-{seed}"
-    incident = generate_incident(out, SimParams(seed=seed, difficulty=difficulty, homes=homes, hours=hours))
-    with Case(out / "case.db") as case:
+def incident_for(cache: Path, homes: int, difficulty: str, lookalike: float, seed: int, hours: int):
+    """The incident of one cell and seed, generated once into the cache (references always
+    written; a cell without references simply does not pass them to the triage)."""
+    out = cache / f"h{homes}-{difficulty}-l{lookalike:g}-s{seed}-t{hours}"
+    params = SimParams(seed=seed, difficulty=difficulty, homes=homes, hours=hours, lookalike=lookalike)
+    if not (out / "truth.json").exists():
+        if out.exists():
+            shutil.rmtree(out)
         started = time.monotonic()
-        pipeline.triage(case, pipeline.TriageInputs(devices=[incident.devices], logs=incident.logs, snapshots=incident.snapshots,
-                                                    references=incident.references, field_map=incident.field_map))
+        incident = generate_incident(out, params)
+        (out / "generated_s").write_text(f"{time.monotonic() - started:.1f}")
+    truth = json.loads((out / "truth.json").read_text())
+    return out, truth
+
+
+def run(seed: int, difficulty: str, homes: int, hours: int, cache: Path, lookalike: float = 0.0,
+        references: bool = True) -> dict:
+    out, truth = incident_for(cache, homes, difficulty, lookalike, seed, hours)
+    case_path = out / f"case{'' if references else '-norefs'}.db"
+    case_path.unlink(missing_ok=True)
+    inputs = pipeline.TriageInputs(
+        devices=[out / "devices.csv"],
+        logs=[out / "logs/app-events.jsonl.gz", out / "logs/assistant-events.jsonl.zst", out / "logs/web-events.csv"],
+        snapshots=[out / "snapshots/served-1.tar.gz", out / "snapshots/served-2.zip"],
+        references=[out / "references/refs.tar"] if references else [], field_map=truth["field_map"])
+    with Case(case_path) as case:
+        started = time.monotonic()
+        pipeline.triage(case, inputs)
         seconds = time.monotonic() - started
-        score = score_case(case, incident.truth)
-        baseline = naive(case, json.loads(incident.truth.read_text()))
+        score = score_case(case, out / "truth.json")
+        review = case.count("attributions", "candidates is not null")
+        baseline = naive(case, truth)
     pairs, snaps = score["exposure_pairs"], score["snapshot_attribution"]
-    return {"seed": seed, "difficulty": difficulty, "snapshots": incident.counts["snapshots"], "true_pairs": pairs["true"],
+    return {"homes": homes, "difficulty": difficulty, "lookalike": lookalike, "refs": int(references), "seed": seed,
+            "snapshots": truth["counts"]["snapshots"], "true_pairs": pairs["true"], "reported": pairs["reported"],
+            "false_pairs": len(pairs["false_positive"]),
             "precision": pairs["precision"], "recall": pairs["recall"], "recall_informative": pairs["recall_informative"],
-            "accuracy_informative": snaps["accuracy_informative"], "snapshot_precision": snaps["precision"],
+            "accuracy_informative": snaps["accuracy_informative"], "wrong_frames": snaps["wrong"], "review_frames": review,
             "mixups_reported": pairs["home_mixups_reported"], "triage_s": round(seconds, 1),
             "naive_precision": baseline["precision"], "naive_recall": baseline["recall"],
             "naive_accuracy_informative": baseline["accuracy_informative"]}
+
+
+GRID = (  # (homes, difficulties, look-alike shares, references, seeds): the issue-12 grid
+    [(40, d, la, refs, s) for d in ("normal", "hard") for la in (0.0, 0.08) for refs in (True, False) for s in (1, 2, 3, 4, 5)]
+    + [(300, d, la, True, s) for d in ("normal", "hard") for la in (0.0, 0.08) for s in (1, 2, 3)]
+    + [(1000, "hard", 0.08, True, s) for s in (1, 2)] + [(1000, "normal", 0.0, True, 11)]
+    + [(3000, "hard", 0.08, True, 1)]
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--difficulty", nargs="+", default=["normal", "hard"])
-    parser.add_argument("--homes", type=int, default=40)
+    parser.add_argument("--homes", type=int, nargs="+", default=[40])
+    parser.add_argument("--lookalike", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--no-references", action="store_true", help="also score each incident without references")
     parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--grid", action="store_true", help="the issue-12 grid of sizes, difficulties and look-alike shares")
+    parser.add_argument("--max-homes", type=int, default=None, help="with --grid: leave out the cells above this size")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "camleak-accuracy-cache")
     args = parser.parse_args()
-    columns = ["difficulty", "seed", "snapshots", "true_pairs", "precision", "recall", "recall_informative",
-               "accuracy_informative", "snapshot_precision", "mixups_reported", "naive_precision", "naive_recall",
-               "naive_accuracy_informative", "triage_s"]
-    print("\t".join(columns))
+    if args.grid:
+        cells = [c for c in GRID if args.max_homes is None or c[0] <= args.max_homes]
+    else:
+        cells = [(h, d, la, refs, s) for h in args.homes for d in args.difficulty for la in args.lookalike
+                 for refs in ((True, False) if args.no_references else (True,)) for s in args.seeds]
+    columns = ["homes", "difficulty", "lookalike", "refs", "seed", "snapshots", "true_pairs", "reported", "false_pairs",
+               "precision", "recall", "recall_informative", "accuracy_informative", "wrong_frames", "review_frames",
+               "mixups_reported", "naive_precision", "naive_recall", "naive_accuracy_informative", "triage_s"]
+    print("\t".join(columns), flush=True)
+    args.cache.mkdir(parents=True, exist_ok=True)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for difficulty in args.difficulty:
-            for seed in args.seeds:
-                row = run(seed, difficulty, args.homes, args.hours, Path(tmp))
-                rows.append(row)
-                print("\t".join(str(row[c]) for c in columns), flush=True)
-    for difficulty in args.difficulty:
-        sel = [r for r in rows if r["difficulty"] == difficulty]
+    for homes, difficulty, lookalike, refs, seed in cells:
+        row = run(seed, difficulty, homes, args.hours, args.cache, lookalike, refs)
+        rows.append(row)
+        print("\t".join(str(row[c]) for c in columns), flush=True)
+    by_cell: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_cell[(r["homes"], r["difficulty"], r["lookalike"], r["refs"])].append(r)
+    for (homes, difficulty, lookalike, refs), sel in sorted(by_cell.items()):
         mean = lambda k: round(float(np.mean([r[k] for r in sel if r[k] is not None])), 4)  # noqa: E731
-        print(f"# {difficulty}: camleak precision {mean('precision')} recall {mean('recall')} "
-              f"snapshot accuracy {mean('accuracy_informative')} | naive precision {mean('naive_precision')} "
-              f"recall {mean('naive_recall')} snapshot accuracy {mean('naive_accuracy_informative')}", file=sys.stdout)
+        print(f"# {homes} homes {difficulty} look-alike {lookalike:g} refs {refs}: false pairs "
+              f"{sum(r['false_pairs'] for r in sel)} | precision min {min(r['precision'] or 0 for r in sel)} "
+              f"recall_informative min {min(r['recall_informative'] or 0 for r in sel)} accuracy min "
+              f"{min(r['accuracy_informative'] or 0 for r in sel)} review {mean('review_frames')} | naive precision "
+              f"{mean('naive_precision')} recall {mean('naive_recall')} | triage {mean('triage_s')} s", flush=True)
 
 
 if __name__ == "__main__":
