@@ -54,11 +54,12 @@ class AttributionParams:
     anchor_min_votes: int = 2  # a core is anchored by votes only with this many votes for the winner
     conflict_min_votes: int = 3  # a device contradicts a core's references with this many own votes there...
     conflict_share: float = 0.5  # ...holding at least this share of all its claimed frames
-    split_margin: float = 0.05  # a part of a split cluster joins the anchor it correlates with better by this
+    split_min: float = 0.70  # a part of a split cluster joins an anchor it matches at least this well (grey)...
+    split_margin: float = 0.06  # ...and better than any other anchor by this (edges)
     split_sample: int = 64  # anchor frames compared per device when splitting
     verify: bool = True
     verify_min: float = 0.80  # correlation of an evidence frame with its device's own frames
-    verify_margin: float = 0.06  # ...ahead of every other camera it could be
+    verify_margin: float = 0.06  # ...and every other camera it could be this much worse (edge correlation)
     exemplars: int = 48  # own frames per device kept for verification
 
     def signature(self) -> str:
@@ -379,20 +380,25 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
     pending = [u for u in free if not u.device]
     for _ in range(3):
         placed = []
-        vectors = thumbs.vectors([f for d in devices for f in pool[d][:: max(1, len(pool[d]) // params.split_sample)]]
-                                 + [f for u in pending for f in u.frames])
+        sampled = {d: pool[d][:: max(1, len(pool[d]) // params.split_sample)] for d in devices}
+        feats = thumbs.features([f for d in devices for f in sampled[d]] + [f for u in pending for f in u.frames])
         for u in pending:
-            own = [vectors[f] for f in u.frames if f in vectors]
+            own = [feats[f] for f in u.frames if f in feats]
             if not own:
                 continue
-            mine = np.stack(own)
+            mine_i, mine_g = np.stack([i for i, _ in own]), np.stack([g for _, g in own])
             scores = []
             for d in devices:
-                anchor = [vectors[f] for f in pool[d][:: max(1, len(pool[d]) // params.split_sample)] if f in vectors]
-                scores.append((float((mine @ np.stack(anchor).T).max()) if anchor else -1.0, d))
+                anchor = [feats[f] for f in sampled[d] if f in feats]
+                if not anchor:
+                    scores.append((-1.0, -1.0, d))
+                    continue
+                grey = float((mine_i @ np.stack([i for i, _ in anchor]).T).max())
+                edges = float((mine_g @ np.stack([g for _, g in anchor]).T).max())
+                scores.append((edges, grey, d))
             scores.sort(reverse=True)
-            (best, device), (second, runner) = scores[0], scores[1]
-            if best >= params.verify_min and best - second >= params.split_margin:
+            (best, grey, device), (second, _, runner) = scores[0], scores[1]
+            if grey >= params.split_min and best - second >= params.split_margin:
                 placed.append((u, device))
             else:
                 u.review = [device, runner]
@@ -411,14 +417,14 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
 
 
 class _Thumbs:
-    """Normalised thumbnails by frame id, read from the case on demand (only what is compared)."""
+    """Thumbnail features by frame id, read from the case on demand (only what is compared)."""
 
     def __init__(self, case: Case):
         self.case = case
-        self.cache: dict[str, np.ndarray] = {}
+        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.missing: set[str] = set()
 
-    def vectors(self, frame_ids: Iterable[str]) -> dict[str, np.ndarray]:
+    def features(self, frame_ids: Iterable[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         wanted = [f for f in dict.fromkeys(frame_ids) if f not in self.cache and f not in self.missing]
         for start in range(0, len(wanted), 500):
             part = wanted[start:start + 500]
@@ -426,21 +432,64 @@ class _Thumbs:
                 f"select frame_id, thumb from fingerprints where thumb is not null and frame_id in ({','.join('?' * len(part))})",
                 part).fetchall())
             if rows:
-                self.cache.update(zip([r[0] for r in rows], _normalised([r[1] for r in rows])))
+                grey, edges = _features([r[1] for r in rows])
+                self.cache.update(zip([r[0] for r in rows], zip(grey, edges)))
             self.missing.update(set(part) - {r[0] for r in rows})
         return self.cache
 
 
-def _ncc_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Normalised correlations between rows of two thumbnail arrays."""
-    return a @ b.T
+THUMB_WIDTH = 32
 
 
-def _normalised(thumbs: list[bytes]) -> np.ndarray:
-    x = np.frombuffer(b"".join(thumbs), dtype=np.uint8).reshape(len(thumbs), -1).astype(np.float32)
-    x -= x.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-6)
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
+def _features(thumbs: list[bytes], rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised grey thumbnails and normalised thumbnail gradients (of the first `rows` rows).
+
+    Grey correlation says whether two frames show the same room at all (robust to lighting);
+    gradient correlation tells look-alike rooms apart: a slight zoom, shift or one moved object
+    moves edges, which the grey levels of a 32x16 thumbnail barely register (on the hard
+    look-alike simulations 91 % of look-alike frames lead the copy by >= 0.06 in gradient
+    correlation, 33 % in grey)."""
+    x = np.frombuffer(b"".join(thumbs), dtype=np.uint8).reshape(len(thumbs), -1, THUMB_WIDTH).astype(np.float32)
+    if rows is not None:
+        x = x[:, :rows]
+    gx = np.diff(x, axis=2)[:, :-1, :].reshape(len(x), -1)
+    gy = np.diff(x, axis=1)[:, :, :-1].reshape(len(x), -1)
+    return _unit_rows(x.reshape(len(x), -1)), _unit_rows(np.concatenate([gx, gy], axis=1))
+
+
+class _Feats:
+    """Exemplar features per device, and scores of a frame against a device's own frames."""
+
+    def __init__(self, ids: dict[str, list[str]], feats: dict[str, tuple[np.ndarray, np.ndarray]]):
+        self.feats = feats
+        self.ids = {d: [f for f in m if f in feats] for d, m in ids.items()}
+        self.ids = {d: m for d, m in self.ids.items() if m}
+        self.grey = {d: np.stack([feats[f][0] for f in m]) for d, m in self.ids.items()}
+        self.edges = {d: np.stack([feats[f][1] for f in m]) for d, m in self.ids.items()}
+
+    def best(self, frame: str, device: str, kind: str = "edges") -> float | None:
+        """The frame's best correlation with a device's own frames (itself excluded), or None.
+
+        `robust`: grey correlation on the 85 % of pixels that agree best with each of the three
+        nearest frames, so a person walking through does not hide that the room is the same."""
+        if device not in self.ids:
+            return None
+        keep = np.array([i for i, f in enumerate(self.ids[device]) if f != frame], dtype=np.int64)
+        if not len(keep):
+            return None
+        grey, edges = self.feats[frame]
+        if kind == "edges":
+            return float((self.edges[device][keep] @ edges).max())
+        scores = self.grey[device][keep] @ grey
+        if kind == "grey":
+            return float(scores.max())
+        top = self.grey[device][keep[np.argsort(-scores)[:3]]]
+        return float(max(_trimmed_correlation(grey, y) for y in top))
 
 
 def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any]], units: dict[str, _Unit],
@@ -476,15 +525,10 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     needed = {f for m in exemplars.values() for f in m} | leaked_frames
     thumbs = {r["frame_id"]: r["thumb"] for r in case.db.query(
         "select frame_id, thumb from fingerprints where thumb is not null") if r["frame_id"] in needed}
-    vectors: dict[str, np.ndarray] = {}
     ids = sorted(thumbs)
-    if ids:
-        matrix = _normalised([thumbs[f] for f in ids])
-        vectors = dict(zip(ids, matrix))
-    ex_ids = {d: [f for f in m if f in vectors] for d, m in exemplars.items()}
-    ex_mat = {d: np.stack([vectors[f] for f in m]) for d, m in ex_ids.items() if m}
-    impostor = _impostor_scores(ex_mat, units, unit_of, ex_ids)
-
+    feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
+    whole = _Feats(exemplars, feats)
+    impostor = _impostor_scores(whole, units)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
     fraction = {r["frame_id"]: r["decoded_fraction"] for r in case.db.query(
         "select frame_id, decoded_fraction from fingerprints where truncated = 1") if r["frame_id"] in leaked_frames}
@@ -507,9 +551,9 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         rivals |= cluster_devices[unit.cluster]
         rivals.discard(source)
         if fraction.get(frame, 1.0) < 1.0:  # truncated: compare only the thumbnail rows that decoded
-            problem, best = _check_rows(frame, fraction[frame], source, rivals, logged, requested, thumbs, ex_ids, params)
+            problem, best = _check_rows(frame, fraction[frame], source, rivals, logged, requested, thumbs, whole.ids, params)
         else:
-            problem, best = _check(frame, source, rivals, logged, requested, vectors, ex_ids, ex_mat, params)
+            problem, best = _check(frame, source, rivals, logged, requested, whole, params)
         if problem:
             rejected += 1
             a.update(source_device=None, source_home=None, attribution=None, confidence=None,
@@ -520,26 +564,6 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     return verified, rejected, 0.0
 
 
-def _best(frame: str, device: str, vectors: dict[str, np.ndarray], ex_ids: dict[str, list[str]],
-          ex_mat: dict[str, np.ndarray], robust: bool = False) -> float | None:
-    """The frame's best correlation with a device's own frames (itself excluded), or None.
-
-    `robust`: on the 85 % of pixels that agree best with each of the three nearest frames, so a
-    person walking through does not hide that the room is the same. Used for the absolute bar
-    only; rivals are compared on every pixel, where an occluder costs both sides alike."""
-    if device not in ex_mat:
-        return None
-    keep = np.array([i for i, f in enumerate(ex_ids[device]) if f != frame], dtype=np.int64)
-    if not len(keep):
-        return None
-    x = vectors[frame]
-    scores = ex_mat[device][keep] @ x
-    if not robust:
-        return float(scores.max())
-    top = ex_mat[device][keep[np.argsort(-scores)[:3]]]
-    return float(max(_trimmed_correlation(x, y) for y in top))
-
-
 def _trimmed_correlation(x: np.ndarray, y: np.ndarray, keep: float = 0.85) -> float:
     residual = np.abs(x - y)
     mask = residual <= np.quantile(residual, keep)
@@ -547,21 +571,20 @@ def _trimmed_correlation(x: np.ndarray, y: np.ndarray, keep: float = 0.85) -> fl
     return float(a @ b / max(1e-6, float(np.linalg.norm(a) * np.linalg.norm(b))))
 
 
-def _check(frame: str, source: str, rivals: set[str], logged: str | None, requested: set[str], vectors: dict[str, np.ndarray],
-           ex_ids: dict[str, list[str]], ex_mat: dict[str, np.ndarray], params: AttributionParams
-           ) -> tuple[tuple[str, list[str]] | None, float]:
-    """Why the frame cannot accuse (and the cameras it could be), or None, and its best score."""
-    if frame not in vectors:
-        return ("frame cannot be verified one to one (no thumbnail: truncated or from an older case)", sorted(rivals)), 0.0
-    best = _best(frame, source, vectors, ex_ids, ex_mat)
+def _check(frame: str, source: str, rivals: set[str], logged: str | None, requested: set[str], feats: _Feats,
+           params: AttributionParams) -> tuple[tuple[str, list[str]] | None, float]:
+    """Why the frame cannot accuse (and the cameras it could be), or None, and its best edge score."""
+    if frame not in feats.feats:
+        return ("frame cannot be verified one to one (no thumbnail: from an older case)", sorted(rivals)), 0.0
+    best = feats.best(frame, source)
     if best is None:
         return (f"no other frame of {source} to verify against", sorted(rivals)), 0.0
-    robust = _best(frame, source, vectors, ex_ids, ex_mat, robust=True)
+    robust = feats.best(frame, source, "robust")
     if robust < params.verify_min:
-        return (f"matches {source}'s own frames only loosely (correlation {robust:.2f})", sorted(rivals)), robust
+        return (f"matches {source}'s own frames only loosely (correlation {robust:.2f})", sorted(rivals)), best
     close = []
     for rival in sorted(rivals):
-        score = _best(frame, rival, vectors, ex_ids, ex_mat)
+        score = feats.best(frame, rival)
         if score is None:
             if rival == logged or rival in requested:
                 return (f"{rival}, which the recipient could have been shown, has no frames of its own to compare with",
@@ -570,44 +593,40 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
         if score > best - params.verify_margin:
             close.append(rival)
     if close:
-        return (f"could be {', '.join(close)} as well as {source}", close), robust
-    return None, robust
+        return (f"could be {', '.join(close)} as well as {source}", close), best
+    return None, best
 
 
 def _check_rows(frame: str, decoded: float, source: str, rivals: set[str], logged: str | None, requested: set[str],
                 thumbs: dict[str, bytes], ex_ids: dict[str, list[str]], params: AttributionParams,
-                overlay_top: float = 0.12, width: int = 32, height: int = 16, min_rows: int = 6
+                overlay_top: float = 0.12, height: int = 16, min_rows: int = 6
                 ) -> tuple[tuple[str, list[str]] | None, float]:
     """`_check` on the thumbnail rows above a truncated frame's grey fill, for every side alike."""
     rows = int(height * (decoded - overlay_top) / (1 - overlay_top))
     if frame not in thumbs or rows < min_rows:
         return ("too little of the truncated frame decoded to verify it one to one", sorted(rivals)), 0.0
-    cut = rows * width
     local_ids = {d: [f for f in ex_ids.get(d, []) if f in thumbs] for d in {source, *rivals}}
-    local_ids = {d: m for d, m in local_ids.items() if m}
     wanted = sorted({frame, *(f for m in local_ids.values() for f in m)})
-    vectors = dict(zip(wanted, _normalised([thumbs[f][:cut] for f in wanted])))
-    mats = {d: np.stack([vectors[f] for f in m]) for d, m in local_ids.items()}
-    return _check(frame, source, rivals, logged, requested, vectors, local_ids, mats, params)
+    feats = dict(zip(wanted, zip(*_features([thumbs[f] for f in wanted], rows))))
+    return _check(frame, source, rivals, logged, requested, _Feats(local_ids, feats), params)
 
 
-def _impostor_scores(ex_mat: dict[str, np.ndarray], units: dict[str, _Unit], unit_of: dict[str, str],
-                     ex_ids: dict[str, list[str]], sample: int = 400) -> np.ndarray:
-    """Best correlations between the own frames of two different cameras: every pair of devices
-    that share a cluster (the confusable ones), plus a fixed sample of other pairs."""
-    devices = sorted(ex_mat)
+def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400) -> np.ndarray:
+    """Best edge correlations between the own frames of two different cameras: every pair of
+    devices that share a cluster (the confusable ones), plus a fixed sample of other pairs."""
+    devices = sorted(feats.ids)
     if len(devices) < 2:
         return np.zeros(0, dtype=np.float32)
     by_cluster: dict[int, set[str]] = defaultdict(set)
     for u in units.values():
-        if u.device and u.device in ex_mat:
+        if u.device and u.device in feats.ids:
             by_cluster[u.cluster].add(u.device)
     pairs = {tuple(sorted((a, b))) for ds in by_cluster.values() for a in ds for b in ds if a < b}
     rng = np.random.default_rng(12)
     for _ in range(sample):
         i, j = rng.choice(len(devices), 2, replace=False)
         pairs.add(tuple(sorted((devices[i], devices[j]))))
-    return np.array([float((ex_mat[a] @ ex_mat[b].T).max()) for a, b in sorted(pairs)], dtype=np.float32)
+    return np.array([float((feats.edges[a] @ feats.edges[b].T).max()) for a, b in sorted(pairs)], dtype=np.float32)
 
 
 def _tail(impostor: np.ndarray, score: float) -> float:
