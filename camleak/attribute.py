@@ -518,6 +518,14 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     for a in evidence:  # a device seen only in leaked frames: its other leaked frames are all it has
         if len(own[a["source_device"]]) < 3 and a["frame_id"] not in partial:
             own[a["source_device"]].append(a["frame_id"])
+    # A requested camera none of whose frames is attributed to it (its own views absorbed into a
+    # look-alike's cluster, or too few to anchor anything): what its log says it showed stands in.
+    frame_of = {snap: a["frame_id"] for snap, a in by_snapshot.items()}
+    lacking = {d for d in claims.values() if not own.get(d)}
+    for snap, device in sorted(claims.items()):
+        frame = frame_of.get(snap)
+        if device in lacking and frame and frame not in partial:
+            own[device].append(frame)
     exemplars: dict[str, list[str]] = {}
     for device, members in own.items():
         step = max(1, len(members) // params.exemplars)
