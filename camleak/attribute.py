@@ -426,19 +426,28 @@ class _Thumbs:
 
     def features(self, frame_ids: Iterable[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         wanted = [f for f in dict.fromkeys(frame_ids) if f not in self.cache and f not in self.missing]
-        for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
-            rows = list(self.case.db.execute(
-                f"select frame_id, thumb from fingerprints where thumb is not null and frame_id in ({','.join('?' * len(part))})",
-                part).fetchall())
-            if rows:
-                grey, edges = _features([r[1] for r in rows])
-                self.cache.update(zip([r[0] for r in rows], zip(grey, edges)))
-            self.missing.update(set(part) - {r[0] for r in rows})
+        raw = _read_thumbs(self.case, wanted)
+        if raw:
+            ids = sorted(raw)
+            grey, edges = _features([raw[f] for f in ids])
+            self.cache.update(zip(ids, zip(grey, edges)))
+        self.missing.update(f for f in wanted if f not in raw)
         return self.cache
 
 
 THUMB_WIDTH = 32
+
+
+def _read_thumbs(case: Case, frame_ids: Iterable[str], chunk: int = 500) -> dict[str, bytes]:
+    """Raw thumbnails of just these frames (a million-frame case holds half a gigabyte of them)."""
+    wanted = sorted(set(frame_ids))
+    out: dict[str, bytes] = {}
+    for start in range(0, len(wanted), chunk):
+        part = wanted[start:start + chunk]
+        out.update(case.db.execute(
+            f"select frame_id, thumb from fingerprints where thumb is not null and frame_id in ({','.join('?' * len(part))})",
+            part).fetchall())
+    return out
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -531,8 +540,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         step = max(1, len(members) // params.exemplars)
         exemplars[device] = members[::step][: params.exemplars]
     needed = {f for m in exemplars.values() for f in m} | leaked_frames
-    thumbs = {r["frame_id"]: r["thumb"] for r in case.db.query(
-        "select frame_id, thumb from fingerprints where thumb is not null") if r["frame_id"] in needed}
+    thumbs = _read_thumbs(case, needed)
     ids = sorted(thumbs)
     feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
     whole = _Feats(exemplars, feats)

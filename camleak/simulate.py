@@ -427,7 +427,9 @@ def _scene_attempt(seed: int, cam: int) -> int:
         prev = np.array(sigs) if sigs else np.zeros((0, 2, 64), bool)
         best: tuple[tuple[bool, int], int, np.ndarray] | None = None
         for k in range(_MAX_ATTEMPTS):
-            sig = _signature(_make_scene(seed, n, k))
+            sig = _SIGS.pop((seed, n, k), None)
+            if sig is None:
+                sig = _signature(_make_scene(seed, n, k))
             own = int((sig[0] != sig[1]).sum())
             apart = int((prev[:, :, None, :] != sig[None, None, :, :]).sum(-1).min()) if len(prev) else 64
             rank = (own <= _MAX_OWN, min(apart, _MIN_APART))
@@ -439,6 +441,31 @@ def _scene_attempt(seed: int, cam: int) -> int:
         attempts.append(best[1])
         sigs.append(best[2])
     return attempts[cam - 1]
+
+
+_SIGS: dict[tuple[int, int, int], np.ndarray] = {}  # (seed, cam, attempt) -> signature, computed ahead in a pool
+
+
+def _signature_job(job: tuple[int, list[int], int]) -> list[np.ndarray]:
+    seed, cams, attempt = job
+    return [_signature(_make_scene(seed, n, attempt)) for n in cams]
+
+
+def plan_scenes(seed: int, cameras: int, workers: int) -> None:
+    """Plan every camera's scene as `_scene_attempt` does, with the first candidates' signatures
+    (the costly part) rendered ahead in a process pool; the accept-or-retry pass stays sequential
+    and reads them, so the plan is the same whatever the worker count."""
+    done = len(_PLANS.get(seed, ([], []))[0])
+    todo = list(range(done + 1, cameras + 1))
+    if workers > 1 and len(todo) >= 64:
+        chunk = max(16, len(todo) // (workers * 8) + 1)
+        jobs = [(seed, todo[i:i + chunk], 0) for i in range(0, len(todo), chunk)]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as ex:
+            for (_, cams, attempt), sigs in zip(jobs, ex.map(_signature_job, jobs)):
+                _SIGS.update({(seed, n, attempt): sig for n, sig in zip(cams, sigs)})
+    _scene_attempt(seed, cameras)
+    for key in [k for k in _SIGS if k[0] == seed]:
+        del _SIGS[key]
 
 
 def _ir_grey(colour: tuple[int, int, int], z1: float, z2: float, jitter: float) -> int:
@@ -792,6 +819,7 @@ class _World(NamedTuple):
     home_accounts: dict[str, list[str]]
     account_home: dict[str, str]
     prefs: dict[str, np.ndarray]
+    pref_cdf: dict[str, np.ndarray]  # filled on first use
 
 
 def _build_world(p: SimParams, rng: np.random.Generator) -> _World:
@@ -843,19 +871,39 @@ def _build_world(p: SimParams, rng: np.random.Generator) -> _World:
     nrare = max(1, round(0.1 * len(cams))) if len(cams) >= 3 else 0
     for n in sorted(int(x) for x in rng.choice(sorted(cams), size=nrare, replace=False)):
         cams[n].rare = True
-    return _World(cams, homes, home_accounts, account_home, prefs)
+    return _World(cams, homes, home_accounts, account_home, prefs, {})
 
 
 def _entitled(cam: _Camera) -> list[str]:
     return [cam.owner, *cam.shared]
 
 
+@lru_cache(maxsize=16)
+def _owner_first_cdf(accounts: int) -> np.ndarray:
+    weights = np.array([2.0] + [1.0] * (accounts - 1))
+    return _cdf(weights / weights.sum())
+
+
+def _cdf(p: np.ndarray) -> np.ndarray:
+    cdf = np.asarray(p, dtype=np.float64).cumsum()
+    return cdf / cdf[-1]
+
+
+def _choose(rng: np.random.Generator, cdf: np.ndarray) -> int:
+    """`rng.choice(len(p), p=p)` for a precomputed cdf: the same single uniform draw and search
+    (so the same stream and result), without the per-call checks that made a 1,000-home world
+    spend most of its time in numpy's argument validation."""
+    return int(cdf.searchsorted(rng.random(), side="right"))
+
+
 def _new_request(world: _World, rng: np.random.Generator, cam: _Camera, t_ms: int, account: str | None = None) -> _Request:
     accts = _entitled(cam)
     if account is None:
-        weights = np.array([2.0] + [1.0] * (len(accts) - 1))
-        account = accts[int(rng.choice(len(accts), p=weights / weights.sum()))]
-    integ = INTEGRATIONS[int(rng.choice(4, p=world.prefs[account]))]
+        account = accts[_choose(rng, _owner_first_cdf(len(accts)))]
+    cdf = world.pref_cdf.get(account)
+    if cdf is None:
+        cdf = world.pref_cdf[account] = _cdf(world.prefs[account])
+    integ = INTEGRATIONS[_choose(rng, cdf)]
     return _Request(t_ms, cam.number, account, integ, source=cam.number)
 
 
@@ -1186,7 +1234,7 @@ def generate_incident(out_dir: Path, params: SimParams = SimParams(), workers: i
     rng = np.random.default_rng([p.seed, _T_WORLD])
     world = _build_world(p, rng)
     cams = world.cams
-    _scene_attempt(p.seed, len(cams))  # plan every scene once, before workers fork
+    plan_scenes(p.seed, len(cams), workers)  # plan every scene once, before render workers fork
     reqs, (ws, we), victim = _simulate_requests(p, world, rng, t0)
 
     # devices.csv
