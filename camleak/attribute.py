@@ -41,6 +41,9 @@ from .casefile import Case
 
 VIEW_EVENTS = {"snapshot_viewed"}
 REVIEW_PREFIX = "review: "
+NO_THUMBNAIL = "frame cannot be verified one to one (no thumbnail: from an older case)"
+TOO_SHORT = "truncated frame: too little decoded to verify it one to one"
+UNVERIFIABLE = (NO_THUMBNAIL, TOO_SHORT)
 
 
 @dataclass(frozen=True)
@@ -572,8 +575,11 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
             problem, best = _check(frame, source, rivals, logged, requested, whole, params)
         if problem:
             rejected += 1
-            a.update(source_device=None, source_home=None, attribution=None, confidence=None,
-                     reason=REVIEW_PREFIX + problem[0], candidates=json.dumps(sorted({source, *problem[1]})))
+            a.update(source_device=None, source_home=None, attribution=None, confidence=None)
+            if problem[0] in UNVERIFIABLE:  # nothing to tell apart: not a look-alike question
+                a.update(reason=problem[0], candidates=None)
+            else:
+                a.update(reason=REVIEW_PREFIX + problem[0], candidates=json.dumps(sorted({source, *problem[1]})))
             continue
         verified += 1
         a["p_wrong"] = _tail(impostor, best)
@@ -591,7 +597,7 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
            params: AttributionParams) -> tuple[tuple[str, list[str]] | None, float]:
     """Why the frame cannot accuse (and the cameras it could be), or None, and its best edge score."""
     if frame not in feats.feats:
-        return ("frame cannot be verified one to one (no thumbnail: from an older case)", sorted(rivals)), 0.0
+        return (NO_THUMBNAIL, sorted(rivals)), 0.0
     best = feats.best(frame, source)
     if best is None:
         return (f"no other frame of {source} to verify against", sorted(rivals)), 0.0
@@ -620,7 +626,7 @@ def _check_rows(frame: str, decoded: float, source: str, rivals: set[str], logge
     """`_check` on the thumbnail rows above a truncated frame's grey fill, for every side alike."""
     rows = int(height * (decoded - overlay_top) / (1 - overlay_top))
     if frame not in thumbs or rows < min_rows:
-        return ("too little of the truncated frame decoded to verify it one to one", sorted(rivals)), 0.0
+        return (TOO_SHORT, sorted(rivals)), 0.0
     local_ids = {d: [f for f in ex_ids.get(d, []) if f in thumbs] for d in {source, *rivals}}
     wanted = sorted({frame, *(f for m in local_ids.values() for f in m)})
     feats = dict(zip(wanted, zip(*_features([thumbs[f] for f in wanted], rows))))

@@ -12,6 +12,7 @@ from rich.text import Text
 from .response import headline as response_lines
 
 TOP_EXPOSURES = 10
+TOP_REVIEW = 5
 
 
 def _when(ts: str | None) -> str:
@@ -80,9 +81,14 @@ def _evidence(exposure: dict[str, Any]) -> str:
 
 def _notes(report: dict[str, Any]) -> list[Text]:
     notes: list[Text] = []
-    for r in report.get("review", []):
+    review = sorted(report.get("review", []), key=lambda r: (-r["snapshots"], r["candidates"]))
+    for r in review[:TOP_REVIEW]:
         notes.append(Text(f"{_n(r['snapshots'], 'snapshot')} ({_n(r['events'], 'event')}, {_n(r['accounts'], 'account')}) "
                           f"held for review between {' / '.join(r['candidates'])}: {r['reason']}", style="magenta"))
+    if len(review) > TOP_REVIEW:
+        rest = review[TOP_REVIEW:]
+        notes.append(Text(f"… and {sum(r['snapshots'] for r in rest)} more snapshots in {_n(len(rest), 'more review group')} "
+                          "(all in `camleak report`)", style="magenta"))
     for u in report["unattributed"]:
         notes.append(Text(f"{_n(u['snapshots'], 'snapshot')} ({_n(u['events'], 'event')}) not attributed: {u['reason']}"))
     for w in report["warnings"]:
