@@ -112,11 +112,12 @@ def run(seed: int, difficulty: str, homes: int, hours: int, cache: Path, lookali
         seconds = time.monotonic() - started
         score = score_case(case, out / "truth.json")
         review = case.count("attributions", "candidates is not null")
+        expected = round(case.db.execute("select coalesce(sum(p_wrong), 0) from exposures").fetchone()[0], 3)
         baseline = naive(case, truth)
     pairs, snaps = score["exposure_pairs"], score["snapshot_attribution"]
     return {"homes": homes, "difficulty": difficulty, "lookalike": lookalike, "refs": int(references), "seed": seed,
             "snapshots": truth["counts"]["snapshots"], "true_pairs": pairs["true"], "reported": pairs["reported"],
-            "false_pairs": len(pairs["false_positive"]),
+            "false_pairs": len(pairs["false_positive"]), "expected_false": expected,
             "precision": pairs["precision"], "recall": pairs["recall"], "recall_informative": pairs["recall_informative"],
             "accuracy_informative": snaps["accuracy_informative"], "wrong_frames": snaps["wrong"], "review_frames": review,
             "mixups_reported": pairs["home_mixups_reported"], "triage_s": round(seconds, 1),
@@ -150,7 +151,7 @@ def main() -> None:
         cells = [(h, d, la, refs, s) for h in args.homes for d in args.difficulty for la in args.lookalike
                  for refs in ((True, False) if args.no_references else (True,)) for s in args.seeds]
     columns = ["homes", "difficulty", "lookalike", "refs", "seed", "snapshots", "true_pairs", "reported", "false_pairs",
-               "precision", "recall", "recall_informative", "accuracy_informative", "wrong_frames", "review_frames",
+               "expected_false", "precision", "recall", "recall_informative", "accuracy_informative", "wrong_frames", "review_frames",
                "mixups_reported", "naive_precision", "naive_recall", "naive_accuracy_informative", "triage_s"]
     print("\t".join(columns), flush=True)
     args.cache.mkdir(parents=True, exist_ok=True)
