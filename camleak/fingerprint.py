@@ -17,6 +17,7 @@ import functools
 import json
 import multiprocessing
 import os
+import signal
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -437,6 +438,12 @@ def _map(batches: Iterable[list[tuple[str, bytes]]], params: FingerprintParams, 
             yield rows
 
 
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them: a worker interrupted while
+    taking a task dies holding the pool's queue lock, and the pool's shutdown then hangs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class HashPool:
     """Batches of (id, bytes) fingerprinted in worker processes while the caller reads on.
 
@@ -456,7 +463,7 @@ class HashPool:
     def __enter__(self) -> "HashPool":
         if self.workers > 1:
             context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-            self._pool = context.Pool(self.workers)
+            self._pool = context.Pool(self.workers, initializer=_ignore_sigint)
         return self
 
     def submit(self, batch: list[tuple[str, bytes]], tag: Any = None) -> list[tuple[Any, list[dict]]]:
