@@ -447,15 +447,16 @@ class _Stager:
         self._submit()
         self._write(self.one_pass.pool.drain())
 
-    def move(self, input_id: int) -> None:
+    def move(self, input_id: int, after_rowid: int) -> None:
         """Inside the caller's transaction: the staged fingerprints of the frames that were kept
-        become theirs (in frame order), and the staging goes."""
+        become theirs (in frame order), and the staging goes. The archive's frames are the rows
+        past `after_rowid` (a range, so the cost is the archive's, not the case's)."""
         self.case.db.execute(
             f"insert or replace into fingerprints (frame_id, {', '.join(_FP_COLUMNS)}, params) "
             f"select f.frame_id, {', '.join('s.' + c for c in _FP_COLUMNS)}, s.params from frames f "
             "join staged_fingerprints s on s.source = ? and s.member = f.member and s.sha256 = f.sha256 "
-            "where f.input_id = ? and s.params = ? order by f.rowid",
-            [self.source, input_id, self.one_pass.signature])
+            "where f.rowid > ? and f.input_id = ? and s.params = ? order by f.rowid",
+            [self.source, after_rowid, input_id, self.one_pass.signature])
         self.case.db.execute("delete from staged_fingerprints where source = ?", [self.source])
 
     def discard(self) -> None:
@@ -575,12 +576,13 @@ def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Pro
     del pending, seen
     # One transaction: the frames, their fingerprints and the input's completion land together.
     with case.db.conn:
+        last_rowid = case.db.execute("select coalesce(max(rowid), 0) from frames").fetchone()[0]
         for start in range(0, len(rows), BATCH):
             case.db.conn.executemany(
                 f"insert into frames ({', '.join(_FRAME_COLUMNS)}) values ({', '.join('?' * len(_FRAME_COLUMNS))})",
                 rows[start:start + BATCH])
         if stager is not None:
-            stager.move(input_id)
+            stager.move(input_id, last_rowid)
         case.db.execute("update inputs set items = ?, skipped = ?, status = 'complete' where id = ?",
                         [items, skipped, input_id])
     return items, duplicates, skipped
