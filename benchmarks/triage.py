@@ -198,18 +198,19 @@ def members(path: Path):
                     yield info.name, archive.extractfile(info).read()
 
 
-def _is_image(name: str) -> bool:
-    return name.lower().endswith((".jpg", ".jpeg", ".png", ".webp"))
+def _is_image(data: bytes) -> bool:
+    """An image by its magic bytes (the simulator's zip names members opaquely, via a manifest)."""
+    return data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n" or data[8:12] == b"WEBP"
 
 
-def naive(paths: list[Path], limit: int | None) -> tuple[int, float]:
-    """imagehash.phash(Image.open(...)) per frame, one process: (frames, seconds)."""
+def naive(paths: list[Path], limit: int | None) -> tuple[int, float, float]:
+    """imagehash.phash(Image.open(...)) per frame, one process: (frames, wall s, CPU s)."""
     import imagehash
 
-    frames, started = 0, time.monotonic()
+    frames, started, cpu = 0, time.monotonic(), time.process_time()
     for path in paths:
         for name, data in members(path):
-            if not _is_image(name):
+            if not _is_image(data):
                 continue
             try:
                 imagehash.phash(Image.open(io.BytesIO(data)))
@@ -217,8 +218,8 @@ def naive(paths: list[Path], limit: int | None) -> tuple[int, float]:
                 pass
             frames += 1
             if limit and frames >= limit:
-                return frames, time.monotonic() - started
-    return frames, time.monotonic() - started
+                return frames, time.monotonic() - started, time.process_time() - cpu
+    return frames, time.monotonic() - started, time.process_time() - cpu
 
 
 def _floor_part(paths: list[Path]) -> int:
@@ -227,7 +228,7 @@ def _floor_part(paths: list[Path]) -> int:
     frames = 0
     for path in paths:
         for name, data in members(path):
-            if not _is_image(name):
+            if not _is_image(data):
                 continue
             try:
                 image = Image.open(io.BytesIO(data))
@@ -239,8 +240,15 @@ def _floor_part(paths: list[Path]) -> int:
     return frames
 
 
-def floor(paths: list[Path]) -> tuple[int, float]:
-    """Read + draft-mode decode, nothing else, archives split over two processes."""
+def floor(paths: list[Path]) -> tuple[int, float, float]:
+    """Read + draft-mode decode, nothing else, archives split over two processes: (frames,
+    wall s, CPU s of both)."""
+    import resource
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     sizes = sorted(paths, key=lambda p: -p.stat().st_size)
     parts: list[list[Path]] = [[], []]
     load = [0, 0]
@@ -248,10 +256,12 @@ def floor(paths: list[Path]) -> tuple[int, float]:
         k = load.index(min(load))
         parts[k].append(path)
         load[k] += path.stat().st_size
-    started = time.monotonic()
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        frames = sum(pool.map(_floor_part, [p for p in parts if p]))
-    return frames, time.monotonic() - started
+    started, cpu = time.monotonic(), children_cpu()
+    pool = multiprocessing.get_context("fork").Pool(2)
+    frames = sum(pool.map(_floor_part, [p for p in parts if p]))
+    pool.close()
+    pool.join()  # reaped, so their CPU time is counted
+    return frames, time.monotonic() - started, children_cpu() - cpu
 
 
 def _tree_pss(pid: int) -> int:
@@ -276,7 +286,7 @@ def run_measured(cmd: list[str]) -> dict:
     """Run a command; its wall seconds, the peak PSS of its process tree (sampled every 0.2 s)
     and the max RSS of its largest process."""
     started = time.monotonic()
-    proc = subprocess.Popen(["/usr/bin/time", "-f", "MAXRSS %M"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "MAXRSS %M CPU %U %S"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = [0]
 
     def sample() -> None:
@@ -291,8 +301,8 @@ def run_measured(cmd: list[str]) -> dict:
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    maxrss = [int(line.split()[1]) * 1024 for line in err.decode().splitlines() if line.startswith("MAXRSS ")]
-    return {"wall": wall, "pss": peak[0], "maxrss": maxrss[-1] if maxrss else 0}
+    stats = [line.split() for line in err.decode().splitlines() if line.startswith("MAXRSS ")][-1]
+    return {"wall": wall, "pss": peak[0], "maxrss": int(stats[1]) * 1024, "cpu": float(stats[3]) + float(stats[4])}
 
 
 def stage_times(case: Path) -> dict:
@@ -316,12 +326,14 @@ def measure(label: str, root: Path, work: Path, naive_limit: int) -> dict:
     report = run_measured([sys.executable, "-m", "camleak.cli", "report", "--case", str(case), "--format", "json",
                            "-o", str(work / f"{label}.json")])
     pairs = len(json.loads((work / f"{label}.json").read_text())["exposures"])
-    floor_frames, floor_wall = floor(paths)
-    naive_frames, naive_wall = naive(paths, naive_limit)
+    floor_frames, floor_wall, floor_cpu = floor(paths)
+    naive_frames, naive_wall, naive_cpu = naive(paths, naive_limit)
     frames = floor_frames
     naive_full = naive_wall * frames / naive_frames
+    naive_cpu = naive_cpu * frames / naive_frames
     return {"label": label, "frames": frames, "camleak": camleak, "report_s": report["wall"], "case_bytes": size,
             "stages": stages, "pairs": pairs, "floor_s": floor_wall, "naive_s": naive_full,
+            "floor_cpu": floor_cpu, "naive_cpu": naive_cpu,
             "naive_measured": naive_frames, "case": case}
 
 
@@ -330,13 +342,17 @@ def show(r: dict) -> None:
     mib = 2 ** 20
     naive_note = "" if r["naive_measured"] == r["frames"] else f" (extrapolated from {r['naive_measured']} frames)"
     print(f"\n== {r['label']}: {r['frames']} snapshots")
-    print(f"camleak triage : {c['wall']:8.1f} s  {r['frames'] / c['wall']:8.0f} frames/s  "
+    print(f"camleak triage : {c['wall']:8.1f} s  (CPU {c['cpu']:7.1f} s)  {r['frames'] / c['wall']:8.0f} frames/s  "
           f"{1e6 * c['wall'] / r['frames']:6.0f} us/frame  peak PSS (tree) {c['pss'] / mib:6.0f} MiB  "
           f"largest process max RSS {c['maxrss'] / mib:6.0f} MiB  case file {r['case_bytes'] / mib:7.1f} MiB")
-    print(f"naive script   : {r['naive_s']:8.1f} s  {r['frames'] / r['naive_s']:8.0f} frames/s{naive_note}")
-    print(f"two-core floor : {r['floor_s']:8.1f} s  {r['frames'] / r['floor_s']:8.0f} frames/s")
-    print(f"ratios         : camleak is {r['naive_s'] / c['wall']:.1f}x the naive script; "
+    print(f"naive script   : {r['naive_s']:8.1f} s  (CPU {r['naive_cpu']:7.1f} s)  {r['frames'] / r['naive_s']:8.0f} frames/s{naive_note}")
+    print(f"two-core floor : {r['floor_s']:8.1f} s  (CPU {r['floor_cpu']:7.1f} s)  {r['frames'] / r['floor_s']:8.0f} frames/s")
+    print(f"ratios (wall)  : camleak is {r['naive_s'] / c['wall']:.1f}x the naive script; "
           f"{c['wall'] / r['floor_s']:.2f}x the floor's time")
+    # On a shared machine wall time charges each run for other people's work; CPU time does not.
+    # Two-core wall equivalents: camleak's and the floor's CPU spread over two cores, naive on one.
+    print(f"ratios (CPU)   : naive CPU / (camleak CPU / 2) = {r['naive_cpu'] / (c['cpu'] / 2):.1f}x; "
+          f"camleak CPU / floor CPU = {c['cpu'] / r['floor_cpu']:.2f}x")
     print(f"report json    : {r['report_s']:8.1f} s  ({r['pairs']} exposure pairs)")
     print("stages (wall s / cpu s incl. workers): " + ", ".join(
         f"{k} {w:.1f}/{cpu:.1f}" for k, (w, cpu) in r["stages"].items() if k != "triage"))
