@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import resource
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "status": str,
             "counts": str,
             "error": str,
+            "wall_s": float,  # the run's own wall-clock seconds
+            "cpu_s": float,  # CPU seconds of this process and of its finished workers during the run
         },
         "id",
     ),
@@ -133,6 +136,32 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "params": str,
         },
         "frame_id",
+    ),
+    # Fingerprints of an archive still being read (one pass: ingest hashes members as it reads
+    # them), keyed by member, since a manifest late in a tar decides frame ids only at its end.
+    # Moved into `fingerprints` when the archive is complete; kept across a killed run so the
+    # rerun hashes only the members that are missing. `source` is the input's kind and sha256.
+    "staged_fingerprints": (
+        {
+            "source": str,
+            "member": str,
+            "sha256": str,
+            "params": str,
+            "status": str,
+            "reason": str,
+            "format": str,
+            "width": int,
+            "height": int,
+            "truncated": int,
+            "decoded_fraction": float,
+            "quality": float,
+            "phash": str,
+            "dhash": str,
+            "band_phash": str,
+            "band_dhash": str,
+            "bands": str,
+        },
+        ("source", "member"),
     ),
     "clusters": (
         {
@@ -273,6 +302,17 @@ INDEXES = [
 
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def utcnow_ms() -> str:
+    """UTC now to the millisecond: run times, so a slow stage can be told from a fast one."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process plus its reaped children (fingerprint workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -420,7 +460,7 @@ class Case:
             with self.db.conn:
                 self.db.execute("update runs set status = 'killed', ended = coalesce(ended, ?), "
                                 "error = 'the process ended without finishing (killed?)' where status = 'running'",
-                                [utcnow()])
+                                [utcnow_ms()])
 
     # -- schema ---------------------------------------------------------------------------
     def _ensure_schema(self) -> None:
@@ -433,6 +473,10 @@ class Case:
         for name, (columns, pk) in SCHEMA.items():
             if not self.db[name].exists():
                 self.db[name].create(columns, pk=pk)
+        runs_columns = self.db["runs"].columns_dict
+        for name in ("wall_s", "cpu_s"):  # case files from before run timings
+            if name not in runs_columns:
+                self.db["runs"].add_column(name, float)
         self.db["inputs"].create_index(["kind", "sha256"], unique=True, if_not_exists=True)
         for table, cols in INDEXES:
             self.db[table].create_index(cols, if_not_exists=True)
@@ -501,6 +545,8 @@ class Case:
             "(select frame_id from frames where input_id = ?)",
             [input_id],
         )
+        # staged_fingerprints are kept: keyed by the input's content, they let the retry skip
+        # the members already hashed
         for table in ("devices", "events", "frames", "problems"):
             self.db.execute(f"delete from [{table}] where input_id = ?", [input_id])
         self.db.execute("delete from inputs where id = ?", [input_id])
@@ -540,20 +586,25 @@ class Case:
                 "command": command,
                 "args": redact(json.dumps(args, sort_keys=True, default=str)),
                 "camleak_version": __version__,
-                "started": utcnow(),
+                "started": utcnow_ms(),
                 "status": "running",
             }
         )
         run_id = runs.last_pk
         counts: dict[str, Any] = {}
-        started = time.monotonic()
+        started, cpu = time.monotonic(), cpu_seconds()
+
+        def timings() -> dict[str, Any]:
+            return {"ended": utcnow_ms(), "wall_s": round(time.monotonic() - started, 3),
+                    "cpu_s": round(cpu_seconds() - cpu, 3)}
+
         try:
             yield counts
         except BaseException as exc:
             runs.update(
                 run_id,
                 {
-                    "ended": utcnow(),
+                    **timings(),
                     "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                     "counts": json.dumps(counts, sort_keys=True),
                     "error": redact(str(exc))[:500],
@@ -561,10 +612,7 @@ class Case:
             )
             raise
         counts.setdefault("seconds", round(time.monotonic() - started, 3))
-        runs.update(
-            run_id,
-            {"ended": utcnow(), "status": "ok", "counts": json.dumps(counts, sort_keys=True)},
-        )
+        runs.update(run_id, {**timings(), "status": "ok", "counts": json.dumps(counts, sort_keys=True)})
 
     def close(self) -> None:
         try:

@@ -23,7 +23,8 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from . import __version__, pipeline
 from .attribute import AttributionParams
@@ -143,12 +144,19 @@ def handle_errors(func: Callable) -> Callable:
     return wrapper
 
 
+class _Rate(ProgressColumn):
+    """Items per second (frames/s while snapshots are read and fingerprinted)."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="progress.data.speed")
+
+
 @contextmanager
 def _rich_progress(label: str, total: int | None = None):
     if not stderr.is_terminal:
         yield (lambda n: None, lambda n: None)
         return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn()]
     with Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task(label, total=total)
         yield (lambda n: progress.advance(task, n), lambda n: progress.update(task, total=n))

@@ -17,6 +17,7 @@ import functools
 import json
 import multiprocessing
 import os
+import signal
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -462,19 +463,69 @@ def _batches(
 
 
 def _map(batches: Iterable[list[tuple[str, bytes]]], params: FingerprintParams, workers: int | None) -> Iterator[list[dict]]:
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1:
+    with HashPool(params, workers) as pool:
         for batch in batches:
-            yield fingerprint_batch(batch, params)
-        return
-    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    in_flight: collections.deque = collections.deque()
-    with context.Pool(workers) as pool:
-        # Bounded: archives are read only as fast as the workers hash, so memory stays flat.
-        for batch in batches:
-            in_flight.append(pool.apply_async(fingerprint_batch, (batch, params)))
-            if len(in_flight) >= workers * 4:
-                yield in_flight.popleft().get()
-        while in_flight:
-            yield in_flight.popleft().get()
+            for _, rows in pool.submit(batch):
+                yield rows
+        for _, rows in pool.drain():
+            yield rows
 
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them: a worker interrupted while
+    taking a task dies holding the pool's queue lock, and the pool's shutdown then hangs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class HashPool:
+    """Batches of (id, bytes) fingerprinted in worker processes while the caller reads on.
+
+    The caller decompresses and writes rows while the workers hash, so every core is busy; at
+    most `depth` batches are in flight, so memory is bounded by the batch size, not the input.
+    Results come back in submission order, each with the tag it was submitted with.
+    """
+
+    def __init__(self, params: FingerprintParams = DEFAULT_PARAMS, workers: int | None = None, depth: int | None = None):
+        self.params = params
+        self.workers = workers or os.cpu_count() or 1
+        self.depth = depth or self.workers * 4
+        self.batch_size = BATCH_SIZE
+        self._pool = None
+        self._in_flight: collections.deque = collections.deque()
+
+    def __enter__(self) -> "HashPool":
+        if self.workers > 1:
+            context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+            self._pool = context.Pool(self.workers, initializer=_ignore_sigint)
+        return self
+
+    def submit(self, batch: list[tuple[str, bytes]], tag: Any = None) -> list[tuple[Any, list[dict]]]:
+        """Queue a batch; returns the batches finished meanwhile (blocking only when full)."""
+        if not batch:
+            return []
+        if self._pool is None:
+            return [(tag, fingerprint_batch(batch, self.params))]
+        self._in_flight.append((tag, self._pool.apply_async(fingerprint_batch, (batch, self.params))))
+        done = []
+        while self._in_flight and (len(self._in_flight) > self.depth or self._in_flight[0][1].ready()):
+            tag0, result = self._in_flight.popleft()
+            done.append((tag0, result.get()))
+        return done
+
+    def drain(self) -> list[tuple[Any, list[dict]]]:
+        """Every batch still in flight, finished."""
+        done = []
+        while self._in_flight:
+            tag, result = self._in_flight.popleft()
+            done.append((tag, result.get()))
+        return done
+
+    def __exit__(self, *exc: object) -> None:
+        self._in_flight.clear()
+        if self._pool is not None:
+            if exc[0] is None:
+                self._pool.close()
+            else:
+                self._pool.terminate()
+            self._pool.join()  # reaped, so their CPU time counts in the run's cpu_s
+            self._pool = None

@@ -20,8 +20,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
 from . import archives, logparse
-from .casefile import Case, sha256_file
+from .casefile import SCHEMA, Case, sha256_file
 from .errors import InputError
+from .fingerprint import HashPool
 from .sources import expand, logical_name, open_decompressed
 
 BATCH = 2000
@@ -313,17 +314,20 @@ def _check_field_map(path: Path, field_map: dict[str, str], usage: logparse.MapU
 # ---------------------------------------------------------------------------------------
 # Snapshots and reference frames
 # ---------------------------------------------------------------------------------------
-def ingest_snapshots(case: Case, sources: Iterable[str | Path], progress: Progress | None = None) -> IngestStats:
+def ingest_snapshots(case: Case, sources: Iterable[str | Path], progress: Progress | None = None,
+                     one_pass: OnePass | None = None) -> IngestStats:
     """Record every served image in the snapshot archives under its snapshot key."""
-    return _ingest_archives(case, sources, "snapshots", "snapshot", progress)
+    return _ingest_archives(case, sources, "snapshots", "snapshot", progress, one_pass)
 
 
-def ingest_references(case: Case, sources: Iterable[str | Path], progress: Progress | None = None) -> IngestStats:
+def ingest_references(case: Case, sources: Iterable[str | Path], progress: Progress | None = None,
+                      one_pass: OnePass | None = None) -> IngestStats:
     """Record reference frames: images known to come from a device (`<device_id>/x.jpg`)."""
-    return _ingest_archives(case, sources, "references", "reference", progress)
+    return _ingest_archives(case, sources, "references", "reference", progress, one_pass)
 
 
-def _ingest_archives(case: Case, sources: Iterable[str | Path], kind: str, role: str, progress: Progress | None) -> IngestStats:
+def _ingest_archives(case: Case, sources: Iterable[str | Path], kind: str, role: str, progress: Progress | None,
+                     one_pass: OnePass | None = None) -> IngestStats:
     total = IngestStats()
     paths, unread = _archive_sources(sources, f"{role} archive", case.path)
     for folder, names in unread:
@@ -331,7 +335,8 @@ def _ingest_archives(case: Case, sources: Iterable[str | Path], kind: str, role:
                    f"{folder}: holds archives, so only they were read; {len(names)} other file(s) beside them were "
                    f"not (e.g. {', '.join(names[:3])}); give them as an input of their own")
     for path in paths:
-        total.add(_guarded(case, kind, path, lambda input_id, p=path: _load_frames(case, p, input_id, role, progress)))
+        total.add(_guarded(case, kind, path,
+                           lambda input_id, p=path: _load_frames(case, p, input_id, role, progress, one_pass)))
     return total
 
 
@@ -371,98 +376,228 @@ def _looks_like_archive(path: Path) -> bool:
     return name.endswith((".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd", ".zip"))
 
 
-def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Progress | None) -> tuple[int, int, int]:
+class OnePass:
+    """Fingerprint snapshot and reference members in the pass that ingests them (triage).
+
+    The main process decompresses, hashes members for provenance and writes rows while the
+    pool's workers fingerprint the batches already read, so each archive is read once and
+    every core is busy. Without one, ingest records frames only (`camleak ingest snapshots`).
+    """
+
+    def __init__(self, pool: HashPool):
+        self.pool = pool
+        self.signature = pool.params.signature()
+        self.hashed = 0  # members fingerprinted in this pass
+        self.resumed = 0  # members whose fingerprint a killed run had already staged
+
+    def as_dict(self) -> dict[str, int]:
+        return {"fingerprinted": self.hashed, "resumed": self.resumed}
+
+
+_FP_COLUMNS = ("status", "reason", "format", "width", "height", "truncated", "decoded_fraction", "quality",
+               "phash", "dhash", "band_phash", "band_dhash", "bands")
+
+
+class _Stager:
+    """One archive's fingerprints, staged by member as the pool returns them, committed a
+    batch at a time: a killed run leaves them for the rerun, which hashes only the rest."""
+
+    def __init__(self, case: Case, input_id: int, one_pass: OnePass):
+        self.case, self.one_pass = case, one_pass
+        kind, digest = case.db.execute("select kind, sha256 from inputs where id = ?", [input_id]).fetchone()
+        self.source = f"{kind}:{digest}"
+        with case.db.conn:
+            case.db.execute("delete from staged_fingerprints where source = ? and params != ?",
+                            [self.source, one_pass.signature])
+        self.done = dict(case.db.execute("select member, sha256 from staged_fingerprints where source = ?",
+                                         [self.source]).fetchall())
+        self.batch: list[tuple[str, bytes]] = []
+        self.shas: list[str] = []
+        columns = case.table("fingerprints").columns_dict
+        for name in _FP_COLUMNS:  # case files from before a column was added
+            if name not in columns:
+                case.table("fingerprints").add_column(name, SCHEMA_FP[name])
+
+    def add(self, name: str, sha256: str, data: bytes) -> None:
+        if self.done.get(name) == sha256:
+            self.one_pass.resumed += 1
+            return
+        self.batch.append((name, data))
+        self.shas.append(sha256)
+        if len(self.batch) >= self.one_pass.pool.batch_size:
+            self._submit()
+
+    def _submit(self) -> None:
+        batch, shas = self.batch, self.shas
+        self.batch, self.shas = [], []
+        self._write(self.one_pass.pool.submit(batch, shas))
+
+    def _write(self, finished: list[tuple[list[str], list[dict[str, Any]]]]) -> None:
+        for shas, rows in finished:
+            values = [(self.source, row["frame_id"], sha, self.one_pass.signature, *(row[c] for c in _FP_COLUMNS))
+                      for sha, row in zip(shas, rows)]
+            with self.case.db.conn:
+                self.case.db.conn.executemany(
+                    f"insert or replace into staged_fingerprints (source, member, sha256, params, {', '.join(_FP_COLUMNS)}) "
+                    f"values ({', '.join('?' * (4 + len(_FP_COLUMNS)))})", values)
+            self.one_pass.hashed += len(rows)
+
+    def finish(self) -> None:
+        """Wait for every batch of this archive (it is complete only with all of them)."""
+        self._submit()
+        self._write(self.one_pass.pool.drain())
+
+    def move(self, input_id: int, after_rowid: int) -> None:
+        """Inside the caller's transaction: the staged fingerprints of the frames that were kept
+        become theirs (in frame order), and the staging goes. The archive's frames are the rows
+        past `after_rowid` (a range, so the cost is the archive's, not the case's)."""
+        self.case.db.execute(
+            f"insert or replace into fingerprints (frame_id, {', '.join(_FP_COLUMNS)}, params) "
+            f"select f.frame_id, {', '.join('s.' + c for c in _FP_COLUMNS)}, s.params from frames f "
+            "join staged_fingerprints s on s.source = ? and s.member = f.member and s.sha256 = f.sha256 "
+            "where f.rowid > ? and f.input_id = ? and s.params = ? order by f.rowid",
+            [self.source, after_rowid, input_id, self.one_pass.signature])
+        self.case.db.execute("delete from staged_fingerprints where source = ?", [self.source])
+
+    def discard(self) -> None:
+        """An archive refused as a whole: its staging would never be used."""
+        with self.case.db.conn:
+            self.case.db.execute("delete from staged_fingerprints where source = ?", [self.source])
+
+
+SCHEMA_FP = SCHEMA["fingerprints"][0]
+_FRAME_COLUMNS = ("frame_id", "role", "snapshot", "ref_device", "input_id", "member", "size", "sha256")
+_LOOKUP = 500  # frame ids per query for keys seen in earlier inputs
+
+
+def _load_frames(case: Case, path: Path, input_id: int, role: str, progress: Progress | None,
+                 one_pass: OnePass | None = None) -> tuple[int, int, int]:
+    """Read the archive once: record every member (and, in one pass, fingerprint it); frame
+    ids are decided at the end, where a manifest anywhere in the archive is known."""
     manifest: dict[str, dict] = {}
-    pending: list[dict[str, Any]] = []
+    pending: list[tuple[str, int, str]] = []  # (member, size, sha256): per-frame rows, no bytes
     skipped = 0
+    stager = _Stager(case, input_id, one_pass) if one_pass is not None else None
 
     def problem(kind: str, message: str, member: str | None) -> None:
         case.add_problem("ingest", kind, message, input_id=input_id, path=str(path), member=member or None)
 
-    for member in archives.iter_members(path, exclude=case.path):
-        if member.skipped:
-            skipped += 1
-            where = f"{path}!{member.name}" if member.name else str(path)
-            problem(member.problem, f"{where}: {member.reason}, skipped", member.name)
-            continue
-        unsafe = archives.unsafe_path(member.name)
-        if unsafe:
-            problem("unsafe_member_path", f"{path}!{member.name}: {unsafe}; read in memory only, never extracted", member.name)
-        if archives.is_manifest(member.name):
-            rows, bad = archives.parse_manifest(member.data, f"{path}!{member.name}")
-            manifest.update(rows)
-            for line, message in bad:
+    try:
+        for member in archives.iter_members(path, exclude=case.path):
+            if member.skipped:
                 skipped += 1
-                case.add_problem("ingest", "malformed_manifest_line", message, input_id=input_id,
-                                 path=str(path), member=member.name, line=line)
-            continue
-        try:
-            data = member.data
-        except OSError as exc:
-            skipped += 1
-            problem("unreadable_member", f"{path}!{member.name}: unreadable ({exc}), skipped", member.name)
-            continue
-        reason = _not_an_image(data)
-        if reason:
-            if PurePosixPath(member.name).suffix.lower() in archives.IMAGE_SUFFIXES:
-                # Named like an image: keep it as a frame, so the fingerprint stage records it as
-                # undecodable and the deliveries of its key are reported as unattributed, with why.
-                problem("not_an_image", f"{path}!{member.name}: {reason}; kept as an undecodable frame", member.name)
-            else:
-                skipped += 1
-                problem("not_an_image", f"{path}!{member.name}: {reason}, skipped", member.name)
+                where = f"{path}!{member.name}" if member.name else str(path)
+                problem(member.problem, f"{where}: {member.reason}, skipped", member.name)
                 continue
-        pending.append({
-            "member": member.name,
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        })
-        if progress:
-            progress(1)
-    if not pending and skipped == 0:
-        raise InputError(f"{path}: archive holds no files")
+            unsafe = archives.unsafe_path(member.name)
+            if unsafe:
+                problem("unsafe_member_path", f"{path}!{member.name}: {unsafe}; read in memory only, never extracted", member.name)
+            if archives.is_manifest(member.name):
+                rows, bad = archives.parse_manifest(member.data, f"{path}!{member.name}")
+                manifest.update(rows)
+                for line, message in bad:
+                    skipped += 1
+                    case.add_problem("ingest", "malformed_manifest_line", message, input_id=input_id,
+                                     path=str(path), member=member.name, line=line)
+                continue
+            try:
+                data = member.data
+            except OSError as exc:
+                skipped += 1
+                problem("unreadable_member", f"{path}!{member.name}: unreadable ({exc}), skipped", member.name)
+                continue
+            reason = _not_an_image(data)
+            if reason:
+                if PurePosixPath(member.name).suffix.lower() in archives.IMAGE_SUFFIXES:
+                    # Named like an image: keep it as a frame, so the fingerprint stage records it as
+                    # undecodable and the deliveries of its key are reported as unattributed, with why.
+                    problem("not_an_image", f"{path}!{member.name}: {reason}; kept as an undecodable frame", member.name)
+                else:
+                    skipped += 1
+                    problem("not_an_image", f"{path}!{member.name}: {reason}, skipped", member.name)
+                    continue
+            digest = hashlib.sha256(data).hexdigest()
+            pending.append((member.name, len(data), digest))
+            if stager is not None:
+                stager.add(member.name, digest, data)
+            del data, member
+            if progress:
+                progress(1)
+        if stager is not None:
+            stager.finish()
+        if not pending and skipped == 0:
+            raise InputError(f"{path}: archive holds no files")
+    except InputError:
+        if stager is not None:
+            stager.discard()
+        raise
     items = duplicates = 0
-    rows: list[dict[str, Any]] = []
-    seen: dict[str, tuple[str, str]] = {}
-    for item in pending:
-        row = archives.manifest_lookup(manifest, item["member"]) if manifest else None
-        if role == "snapshot":
-            key = str(row["snapshot"]) if row and row.get("snapshot") else archives.member_key(item["member"])
-            if not key.strip():
-                skipped += 1
-                case.add_problem("ingest", "member_without_key", f"{path}!{item['member']}: no file name to use as a "
-                                 "snapshot key, skipped", input_id=input_id, path=str(path), member=item["member"])
-                continue
-            frame_id, ref_device, snapshot = f"s:{key}", None, key
-        else:
-            device = (row or {}).get("device_id") or _parent_folder(item["member"])
-            if not device:
-                skipped += 1
-                case.add_problem("ingest", "reference_without_device",
-                                 f"{path}!{item['member']}: reference frame with no device folder or manifest entry",
-                                 input_id=input_id, path=str(path), member=item["member"])
-                continue
-            frame_id, ref_device, snapshot = f"r:{device}:{item['sha256'][:16]}", str(device), None
-        # The same key seen earlier in this archive, or in an input ingested before it.
-        first = seen.get(frame_id)
-        if first is None:
-            earlier = list(case.db.query("select sha256, input_id from frames where frame_id = ?", [frame_id]))
-            first = (earlier[0]["sha256"], f"input {earlier[0]['input_id']}") if earlier else None
-        if first is not None:
-            if first[0] == item["sha256"]:
-                duplicates += 1
+    rows: list[tuple] = []
+    seen: dict[str, str] = {}  # frame id -> sha256, within this archive
+    for start in range(0, len(pending), _LOOKUP):
+        chunk = []
+        for name, size, digest in pending[start:start + _LOOKUP]:
+            row = archives.manifest_lookup(manifest, name) if manifest else None
+            if role == "snapshot":
+                key = str(row["snapshot"]) if row and row.get("snapshot") else archives.member_key(name)
+                if not key.strip():
+                    skipped += 1
+                    case.add_problem("ingest", "member_without_key", f"{path}!{name}: no file name to use as a "
+                                     "snapshot key, skipped", input_id=input_id, path=str(path), member=name)
+                    continue
+                frame_id, ref_device, snapshot = f"s:{key}", None, key
             else:
-                skipped += 1
-                case.add_problem("ingest", "duplicate_snapshot_key",
-                                 f"{path}!{item['member']}: {frame_id[2:]} already came from {first[1]} with a "
-                                 "different image; keeping the first", input_id=input_id, path=str(path), member=item["member"])
-            continue
-        seen[frame_id] = (item["sha256"], "this archive")
-        rows.append({"frame_id": frame_id, "role": role, "snapshot": snapshot, "ref_device": ref_device,
-                     "input_id": input_id, **item})
-        items += 1
-    case.table("frames").insert_all(rows, batch_size=BATCH)
+                device = (row or {}).get("device_id") or _parent_folder(name)
+                if not device:
+                    skipped += 1
+                    case.add_problem("ingest", "reference_without_device",
+                                     f"{path}!{name}: reference frame with no device folder or manifest entry",
+                                     input_id=input_id, path=str(path), member=name)
+                    continue
+                frame_id, ref_device, snapshot = f"r:{device}:{digest[:16]}", str(device), None
+            chunk.append((frame_id, role, snapshot, ref_device, input_id, name, size, digest))
+        earlier = _earlier_frames(case, {r[0] for r in chunk if r[0] not in seen})
+        for record in chunk:
+            frame_id, name, digest = record[0], record[5], record[7]
+            # The same key seen earlier in this archive, or in an input ingested before it.
+            first = (seen[frame_id], "this archive") if frame_id in seen else earlier.get(frame_id)
+            if first is not None:
+                if first[0] == digest:
+                    duplicates += 1
+                else:
+                    skipped += 1
+                    case.add_problem("ingest", "duplicate_snapshot_key",
+                                     f"{path}!{name}: {frame_id[2:]} already came from {first[1]} with a "
+                                     "different image; keeping the first", input_id=input_id, path=str(path), member=name)
+                continue
+            seen[frame_id] = digest
+            rows.append(record)
+            items += 1
+    del pending, seen
+    # One transaction: the frames, their fingerprints and the input's completion land together.
+    with case.db.conn:
+        last_rowid = case.db.execute("select coalesce(max(rowid), 0) from frames").fetchone()[0]
+        for start in range(0, len(rows), BATCH):
+            case.db.conn.executemany(
+                f"insert into frames ({', '.join(_FRAME_COLUMNS)}) values ({', '.join('?' * len(_FRAME_COLUMNS))})",
+                rows[start:start + BATCH])
+        if stager is not None:
+            stager.move(input_id, last_rowid)
+        case.db.execute("update inputs set items = ?, skipped = ?, status = 'complete' where id = ?",
+                        [items, skipped, input_id])
     return items, duplicates, skipped
+
+
+def _earlier_frames(case: Case, frame_ids: set[str]) -> dict[str, tuple[str, str]]:
+    """frame id -> (sha256, 'input N') for the ids already in the case from earlier inputs."""
+    found: dict[str, tuple[str, str]] = {}
+    ids = sorted(frame_ids)
+    for start in range(0, len(ids), _LOOKUP):
+        part = ids[start:start + _LOOKUP]
+        for frame_id, digest, earlier_input in case.db.execute(
+                f"select frame_id, sha256, input_id from frames where frame_id in ({', '.join('?' * len(part))})", part):
+            found[frame_id] = (digest, f"input {earlier_input}")
+    return found
 
 
 def _not_an_image(data: bytes) -> str | None:

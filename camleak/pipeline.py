@@ -1,6 +1,7 @@
 """The whole triage as one call: ingest every input, fingerprint, cluster, attribute.
 
-Each stage is recorded as its own run in the case file, so a triage interrupted anywhere can
+Ingest and fingerprinting share one pass over each archive (the fingerprint stage then only
+catches what an earlier `ingest` left unhashed, or a change of parameters). Each stage is recorded as its own run in the case file, so a triage interrupted anywhere can
 simply be run again: inputs already in are skipped, later stages replace their own output.
 """
 
@@ -15,7 +16,7 @@ from . import ingest
 from .attribute import DEFAULT_ATTRIBUTION_PARAMS, AttributionParams, attribute_case
 from .casefile import Case
 from .cluster import DEFAULT_CLUSTER_PARAMS, ClusterParams, cluster_case
-from .fingerprint import DEFAULT_PARAMS, FingerprintParams, fingerprint_case
+from .fingerprint import DEFAULT_PARAMS, FingerprintParams, HashPool, fingerprint_case
 
 # A progress factory: given a label and an optional total, returns a context manager yielding
 # an `advance(n)` callable and a `set_total(n)` callable. The CLI passes rich progress bars.
@@ -43,18 +44,27 @@ class TriageSettings:
     workers: int | None = None
 
 
-def run_ingest(case: Case, inputs: TriageInputs, progress: ProgressFactory = no_progress) -> dict[str, Any]:
+def run_ingest(case: Case, inputs: TriageInputs, progress: ProgressFactory = no_progress,
+               settings: TriageSettings | None = None) -> dict[str, Any]:
+    """Ingest every input. With `settings` (triage), snapshots and reference frames are also
+    fingerprinted in the same pass, so each archive is read once."""
     counts: dict[str, Any] = {}
     with case.run("ingest", {"devices": inputs.devices, "logs": inputs.logs, "snapshots": inputs.snapshots,
                              "references": inputs.references, "field_map": inputs.field_map}) as run:
         counts["devices"] = ingest.ingest_devices(case, inputs.devices).as_dict()
         with progress("Reading delivery logs", None) as (advance, _):
             counts["logs"] = ingest.ingest_logs(case, inputs.logs, inputs.field_map, advance).as_dict()
-        with progress("Reading snapshot archives", None) as (advance, _):
-            counts["snapshots"] = ingest.ingest_snapshots(case, inputs.snapshots, advance).as_dict()
-        if inputs.references:
-            with progress("Reading reference frames", None) as (advance, _):
-                counts["references"] = ingest.ingest_references(case, inputs.references, advance).as_dict()
+        pool = HashPool(settings.fingerprint, settings.workers) if settings is not None else nullcontext()
+        with pool:
+            one_pass = ingest.OnePass(pool) if settings is not None else None
+            label = "Reading and fingerprinting" if one_pass else "Reading"
+            with progress(f"{label} snapshot archives", None) as (advance, _):
+                counts["snapshots"] = ingest.ingest_snapshots(case, inputs.snapshots, advance, one_pass).as_dict()
+            if inputs.references:
+                with progress(f"{label} reference frames", None) as (advance, _):
+                    counts["references"] = ingest.ingest_references(case, inputs.references, advance, one_pass).as_dict()
+            if one_pass is not None:
+                counts["fingerprints"] = one_pass.as_dict()
         run.update(counts)
     return counts
 
@@ -87,7 +97,7 @@ def triage(case: Case, inputs: TriageInputs, settings: TriageSettings = TriageSe
     """Run every stage; returns each stage's counts. Each stage is also its own run."""
     with case.run("triage", {"inputs": inputs.__dict__, "workers": settings.workers,
                              "access_scope": settings.attribution.access_scope}) as run:
-        run["ingest"] = run_ingest(case, inputs, progress)
+        run["ingest"] = run_ingest(case, inputs, progress, settings)
         run["fingerprint"] = run_fingerprint(case, settings, progress)
         run["cluster"] = run_cluster(case, settings)
         run["attribute"] = run_attribute(case, settings)

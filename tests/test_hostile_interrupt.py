@@ -65,7 +65,11 @@ def _rows(case: Path, sql: str) -> list:
 KILL_POINTS = [
     ("ingest, logs being read", signal.SIGKILL, "select count(*) from inputs where kind = 'logs'"),
     ("ingest, snapshot archives", signal.SIGINT, "select count(*) from inputs where kind = 'snapshots'"),
-    ("fingerprinting, part done", signal.SIGKILL, "select count(*) from fingerprints"),
+    # one pass: ingest fingerprints members as it reads them, committing a batch at a time
+    ("one pass, batches staged mid-archive", signal.SIGKILL, "select count(*) from staged_fingerprints"),
+    ("one pass, Ctrl-C mid-archive", signal.SIGINT, "select count(*) from staged_fingerprints"),
+    ("one pass, first archive fingerprinted", signal.SIGKILL, "select count(*) from fingerprints"),
+    ("fingerprint stage", signal.SIGKILL, "select count(*) from runs where command = 'fingerprint'"),
     ("after fingerprinting, clustering", signal.SIGKILL, "select count(*) from runs where command = 'cluster'"),
     ("attribution", signal.SIGINT, "select count(*) from runs where command = 'attribute'"),
 ]
