@@ -141,28 +141,7 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     # them), keyed by member, since a manifest late in a tar decides frame ids only at its end.
     # Moved into `fingerprints` when the archive is complete; kept across a killed run so the
     # rerun hashes only the members that are missing. `source` is the input's kind and sha256.
-    "staged_fingerprints": (
-        {
-            "source": str,
-            "member": str,
-            "sha256": str,
-            "params": str,
-            "status": str,
-            "reason": str,
-            "format": str,
-            "width": int,
-            "height": int,
-            "truncated": int,
-            "decoded_fraction": float,
-            "quality": float,
-            "phash": str,
-            "dhash": str,
-            "band_phash": str,
-            "band_dhash": str,
-            "bands": str,
-        },
-        ("source", "member"),
-    ),
+    # staged_fingerprints: every fingerprint column (see below), keyed by archive content and member
     "clusters": (
         {
             "cluster_id": int,
@@ -290,6 +269,14 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         "id",
     ),
 }
+
+# One archive's fingerprints staged by member while the one-pass ingest reads it (issue 13):
+# the fingerprint columns, so nothing can be staged that the fingerprints table cannot take.
+SCHEMA["staged_fingerprints"] = (
+    {"source": str, "member": str, "sha256": str, "params": str,
+     **{k: v for k, v in SCHEMA["fingerprints"][0].items() if k not in ("frame_id", "params")}},
+    ("source", "member"),
+)
 
 INDEXES = [
     ("events", ["snapshot"]),

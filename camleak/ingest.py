@@ -394,8 +394,9 @@ class OnePass:
         return {"fingerprinted": self.hashed, "resumed": self.resumed}
 
 
-_FP_COLUMNS = ("status", "reason", "format", "width", "height", "truncated", "decoded_fraction", "quality",
-               "phash", "dhash", "band_phash", "band_dhash", "bands")
+# Every fingerprint column but the key and the parameters: read from the schema, so a column
+# added to fingerprints is staged and moved too.
+_FP_COLUMNS = tuple(c for c in SCHEMA["fingerprints"][0] if c not in ("frame_id", "params"))
 
 
 class _Stager:
@@ -413,10 +414,11 @@ class _Stager:
                                          [self.source]).fetchall())
         self.batch: list[tuple[str, bytes]] = []
         self.shas: list[str] = []
-        columns = case.table("fingerprints").columns_dict
-        for name in _FP_COLUMNS:  # case files from before a column was added
-            if name not in columns:
-                case.table("fingerprints").add_column(name, SCHEMA_FP[name])
+        for table in ("fingerprints", "staged_fingerprints"):  # case files from before a column was added
+            columns = case.table(table).columns_dict
+            for name in _FP_COLUMNS:
+                if name not in columns:
+                    case.table(table).add_column(name, SCHEMA_FP[name])
 
     def add(self, name: str, sha256: str, data: bytes) -> None:
         if self.done.get(name) == sha256:
