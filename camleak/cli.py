@@ -29,6 +29,7 @@ from . import __version__, pipeline
 from .attribute import AttributionParams
 from .casefile import Case, write_private_text
 from .errors import CamleakError, InputError
+from .logformats import FORMAT_NAMES
 from .logparse import FieldMapError, parse_field_map
 from .report import build_report, dumps, iter_snapshot_export
 from .redact import redact
@@ -80,7 +81,13 @@ ExistingCaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The inciden
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes for fingerprinting (default: all cores).")]
 ScopeOpt = Annotated[AccessScope, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
 FailOpt = Annotated[bool, typer.Option("--fail-on-exposure", help="Exit with code 3 when exposures are found.")]
-FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable).")]
+FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable); replaces the detected format's path for that field.")]
+
+
+LogFormat = Enum("LogFormat", {name: name for name in FORMAT_NAMES}, type=str)  # type: ignore[misc]
+
+
+LogFormatOpt = Annotated[LogFormat, typer.Option("--log-format", help=f"Export format of the log files: auto (detected per file from its first records) or one of {', '.join(FORMAT_NAMES[1:])} (see the README).")]
 
 
 def _check_sha256(values: list[str] | None) -> list[str] | None:
@@ -165,9 +172,23 @@ def _settings(workers: int | None, scope: AccessScope) -> pipeline.TriageSetting
 def _finish(case: Case, fail_on_exposure: bool, quiet: bool = False) -> None:
     report = build_report(case)
     if not quiet:
+        _print_log_formats(case)
         render_summary(report, stdout, case_path=str(case.path))
     if fail_on_exposure and report["summary"]["exposure_pairs"]:
         raise typer.Exit(EXIT_EXPOSURE)
+
+
+def _print_log_formats(case: Case) -> None:
+    """Which export format each log file was read as (and with which field map)."""
+    if "log_formats" not in case.db.table_names():
+        return
+    rows = list(case.db.query("select path, title, decided, given from log_formats order by input_id"))
+    for row in rows:
+        how = {"auto": "detected", "container": "detected", "given": "--log-format"}.get(row["decided"], row["decided"])
+        given = json.loads(row["given"] or "{}")
+        extra = f", with --field {', '.join(sorted(given))}" if given else ""
+        stdout.print(f"[bold]Log format:[/] {escape(Path(row['path']).name)}: {escape(row['title'])} ({how}{extra})",
+                     highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,6 +201,7 @@ def triage(
     snapshots: Annotated[list[str], typer.Option("--snapshots", help="Snapshot archive (.tar, .tar.gz, .tgz, .tar.zst, .zip), folder or http(s) URL (repeatable).")],
     references: Annotated[Optional[list[str]], typer.Option("--references", help="Reference frames known to come from a device: <device_id>/image layout or manifest; a path or http(s) URL (repeatable).")] = None,
     field: FieldOpt = None,
+    log_format: LogFormatOpt = LogFormat.auto,
     workers: WorkersOpt = None,
     access_scope: ScopeOpt = AccessScope.home,
     fail_on_exposure: FailOpt = False,
@@ -200,7 +222,7 @@ def triage(
             if not quiet and stderr.is_terminal:
                 from .remote.pull import render_summaries
                 render_summaries(pulled, stderr)
-        inputs = pipeline.TriageInputs(field_map=field_map, **sources)
+        inputs = pipeline.TriageInputs(field_map=field_map, log_format=log_format.value, **sources)
         pipeline.triage(c, inputs, settings, _rich_progress)
         _finish(c, fail_on_exposure, quiet)
 
@@ -217,13 +239,13 @@ def ingest_devices_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argum
 
 @ingest_app.command("logs")
 @handle_errors
-def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Log exports or folders of parts.")], field: FieldOpt = None) -> None:
+def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Log exports or folders of parts.")], field: FieldOpt = None, log_format: LogFormatOpt = LogFormat.auto) -> None:
     """Ingest delivery-log exports; repeated events (same request_id and event) count once."""
     from .ingest import ingest_logs
     field_map = parse_field_map(field)
-    with _open_case(case, create=True) as c, c.run("ingest logs", {"sources": sources, "field_map": field_map}) as run:
+    with _open_case(case, create=True) as c, c.run("ingest logs", {"sources": sources, "field_map": field_map, "log_format": log_format.value}) as run:
         with _rich_progress("Reading delivery logs") as (advance, _):
-            run.update(ingest_logs(c, sources, field_map, advance).as_dict())
+            run.update(ingest_logs(c, sources, field_map, advance, log_format.value).as_dict())
         stdout.print(json.dumps(run, sort_keys=True))
 
 
@@ -278,6 +300,7 @@ def pull_cmd(
     snapshots: Annotated[Optional[list[str]], typer.Option("--snapshots", help="Snapshot archive: http(s) URL or local path (repeatable).")] = None,
     references: Annotated[Optional[list[str]], typer.Option("--references", help="Reference archive: http(s) URL or local path (repeatable).")] = None,
     field: FieldOpt = None,
+    log_format: LogFormatOpt = LogFormat.auto,
     sha256: Sha256Opt = None,
     max_bytes: MaxBytesOpt = DEFAULT_MAX_BYTES,
     concurrency: ConcurrencyOpt = 4,
@@ -292,7 +315,7 @@ def pull_cmd(
         raise typer.Exit(2)
     with _open_case(case, create=True) as c:
         local, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
-        ingested = pipeline.run_ingest(c, pipeline.TriageInputs(field_map=field_map, **local), _rich_progress)
+        ingested = pipeline.run_ingest(c, pipeline.TriageInputs(field_map=field_map, log_format=log_format.value, **local), _rich_progress)
         if stderr.is_terminal:
             from .remote.pull import render_summaries
             render_summaries(pulled, stderr)
@@ -547,7 +570,7 @@ def demo(
         highlight=False,
     )
     inputs = pipeline.TriageInputs(devices=[incident.devices], logs=incident.logs, snapshots=incident.snapshots,
-                                   references=incident.references, field_map=incident.field_map)
+                                   references=incident.references)  # the log formats are detected
     case_path = out / "case.db"
     with _open_case(case_path, create=True) as c:
         pipeline.triage(c, inputs, _settings(workers, AccessScope.home), _rich_progress)

@@ -33,6 +33,7 @@ class TriageInputs:
     snapshots: Sequence[str | Path]
     references: Sequence[str | Path] = ()
     field_map: dict[str, str] = field(default_factory=dict)
+    log_format: str = "auto"
 
 
 @dataclass
@@ -46,10 +47,11 @@ class TriageSettings:
 def run_ingest(case: Case, inputs: TriageInputs, progress: ProgressFactory = no_progress) -> dict[str, Any]:
     counts: dict[str, Any] = {}
     with case.run("ingest", {"devices": inputs.devices, "logs": inputs.logs, "snapshots": inputs.snapshots,
-                             "references": inputs.references, "field_map": inputs.field_map}) as run:
+                             "references": inputs.references, "field_map": inputs.field_map,
+                             "log_format": inputs.log_format}) as run:
         counts["devices"] = ingest.ingest_devices(case, inputs.devices).as_dict()
         with progress("Reading delivery logs", None) as (advance, _):
-            counts["logs"] = ingest.ingest_logs(case, inputs.logs, inputs.field_map, advance).as_dict()
+            counts["logs"] = ingest.ingest_logs(case, inputs.logs, inputs.field_map, advance, inputs.log_format).as_dict()
         with progress("Reading snapshot archives", None) as (advance, _):
             counts["snapshots"] = ingest.ingest_snapshots(case, inputs.snapshots, advance).as_dict()
         if inputs.references:
