@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import __version__, pipeline
 from .attribute import AttributionParams
 from .casefile import Case, write_private_text
-from .errors import CamleakError, InputError
+from .errors import CamleakError, InputError, environment_failure
 from .logformats import FORMAT_NAMES
 from .logparse import FieldMapError, parse_field_map
 from .report import build_report, dumps, iter_snapshot_export
@@ -120,6 +120,7 @@ def _root(
     """camleak: triage a smart-camera cross-account snapshot leak."""
     _state["debug"] = debug
     _state["wait"] = wait
+    _state["case"] = None
     os.umask(0o077)  # everything camleak writes may hold other people's images or account ids
 
 
@@ -133,6 +134,10 @@ def handle_errors(func: Callable) -> Callable:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except CamleakError as exc:
+            message = None if isinstance(exc, InputError) else environment_failure(exc, _state.get("case"))
+            if message is not None:  # e.g. a case that cannot be opened because its disk is full
+                stderr.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
             stderr.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except FieldMapError as exc:
@@ -142,6 +147,12 @@ def handle_errors(func: Callable) -> Callable:
             stderr.print("interrupted; rerun the same command to continue", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         except Exception as exc:  # the last line of defence: one line, exit 70
+            message = environment_failure(exc, _state.get("case"))
+            if message is not None:  # the machine, not a bug: exit 1 saying how to go on
+                if _state["debug"]:
+                    traceback.print_exc()
+                stderr.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
             if _state["debug"]:
                 traceback.print_exc()
             stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
@@ -162,6 +173,7 @@ def _rich_progress(label: str, total: int | None = None):
 
 
 def _open_case(path: Path, create: bool = False) -> Case:
+    _state["case"] = path  # named by an environment failure's message
     return Case(path, create=create, wait=_state.get("wait") or 0.0)
 
 
