@@ -67,10 +67,12 @@ app = typer.Typer(
 )
 ingest_app = typer.Typer(help="Bring one kind of input into a case file (each input is ingested once).", no_args_is_help=True)
 export_app = typer.Typer(help="Export case data for other tools.", no_args_is_help=True)
+inspect_app = typer.Typer(help="Look at inputs before triaging them: what camleak would read (read only, no case file).", no_args_is_help=True)
 playbook_app = typer.Typer(help="Incident playbooks: list them, read one as a checklist, run one against a case.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(export_app, name="export")
 app.add_typer(playbook_app, name="playbook")
+app.add_typer(inspect_app, name="inspect")
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -422,6 +424,67 @@ def export_snapshots(
         write_private_text(output, "".join(lines))
     else:
         sys.stdout.writelines(lines)
+
+
+# ---------------------------------------------------------------------------------------
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per input instead of the terminal view.")]
+
+
+@inspect_app.command("logs")
+@handle_errors
+def inspect_logs_cmd(
+    sources: Annotated[list[str], typer.Argument(help="Log files, folders, http(s) URLs or log-store specs, as --logs takes them.")],
+    field: FieldOpt = None,
+    log_format: LogFormatOpt = LogFormat.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each log file's detected format, the field map in effect, usable and unusable lines, and sample events; exit 1 when triage would refuse a file."""
+    from .inspect import inspect_logs
+    reports = inspect_logs(sources, parse_field_map(field), log_format.value)
+    for r in reports:
+        if as_json:
+            sys.stdout.write(json.dumps(r.as_dict(), sort_keys=True, default=str) + "\n")
+            continue
+        stdout.print(f"[bold]{escape(redact(r.source))}[/]", highlight=False, soft_wrap=True)
+        if r.format:
+            stdout.print(f"  format: {escape(r.title or r.format)} ({r.format}, {r.decided})", highlight=False)
+            stdout.print("  field map: " + (" ".join(f"--field {k}={escape(v)}" for k, v in r.field_map.items()) or "none"), highlight=False, soft_wrap=True)
+            stdout.print(f"  lines: {r.usable} usable, {r.unusable} unusable", highlight=False)
+            for reason, n in list(r.reasons.items())[:5]:
+                stdout.print(f"    {n} x {escape(reason)}", highlight=False, soft_wrap=True)
+            for event in r.samples:
+                stdout.print("  sample: " + escape(json.dumps(event, sort_keys=True)), highlight=False, soft_wrap=True)
+        if r.error:
+            stdout.print(f"  [bold red]cannot be used:[/] {escape(redact(r.error))}", highlight=False, soft_wrap=True)
+    if any(r.error for r in reports):
+        raise typer.Exit(1)
+
+
+@inspect_app.command("snapshots")
+@handle_errors
+def inspect_snapshots_cmd(
+    sources: Annotated[list[str], typer.Argument(help="Snapshot archives, folders or http(s) URLs, as --snapshots takes them.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each snapshot archive's image formats, sizes, truncated and undecodable frames, and sample keys."""
+    from .inspect import inspect_snapshots
+    reports = inspect_snapshots(sources)
+    for r in reports:
+        if as_json:
+            sys.stdout.write(json.dumps(r.as_dict(), sort_keys=True) + "\n")
+            continue
+        stdout.print(f"[bold]{escape(redact(r.source))}[/]", highlight=False, soft_wrap=True)
+        stdout.print(f"  {r.images} images in {r.members} members, {r.bytes} bytes", highlight=False)
+        stdout.print("  formats: " + (", ".join(f"{k} {v}" for k, v in r.formats.items()) or "none"), highlight=False)
+        stdout.print("  sizes: " + (", ".join(f"{k} {v}" for k, v in r.sizes.items()) or "none"), highlight=False)
+        stdout.print(f"  truncated: {r.truncated}, undecodable: {r.undecodable}", highlight=False)
+        if r.skipped:
+            stdout.print("  skipped: " + ", ".join(f"{k} {v}" for k, v in r.skipped.items()), highlight=False)
+        stdout.print("  sample keys: " + escape(", ".join(r.sample_keys) or "none"), highlight=False, soft_wrap=True)
+        if r.error:
+            stdout.print(f"  [bold red]cannot be used:[/] {escape(redact(r.error))}", highlight=False, soft_wrap=True)
+    if any(r.error for r in reports):
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------------------------

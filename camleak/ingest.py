@@ -296,7 +296,7 @@ def _load_log(
         # A truncated compressed stream: keep what decoded, and say where it stopped.
         case.add_problem("ingest", "truncated_log", f"{path}: stream ended early ({exc}); kept the lines before it",
                          input_id=input_id, path=str(path))
-    if missing > parsed:
+    if missing * 2 > parsed + skipped:
         # Most of the file lacks a required field: a wrong or missing field map, not a few bad lines.
         raise InputError(reading.refusal(str(path)))
     if parsed == 0 and skipped == 0:

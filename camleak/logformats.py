@@ -418,16 +418,16 @@ def _records_of(profile: Profile, items: list[RawRecord]) -> list[dict[str, Any]
     return out
 
 
+def _has(record: dict[str, Any], field_map: dict[str, str], name: str) -> bool:
+    """Whether the map (or the canonical name) finds a value for `name` in the record."""
+    path = field_map.get(name)
+    return (path is not None and _present(record, path)) or _present(record, name)
+
+
 def _usable(records: list[dict[str, Any]], field_map: dict[str, str]) -> int:
-    usage = logparse.MapUsage()
-    n = 0
-    for record in records:
-        try:
-            logparse.canonicalise(record, field_map, usage)
-            n += 1
-        except ValueError:
-            pass
-    return n
+    """Records in which the map finds every required field (bad values are another matter:
+    they stay counted skips)."""
+    return sum(1 for r in records if all(_has(r, field_map, name) for name in REQUIRED_FIELDS))
 
 
 def _compose(resolved: dict[str, str], given: dict[str, str]) -> dict[str, str]:
@@ -480,14 +480,16 @@ def leaf_paths(record: Any, prefix: str = "", depth: int = 0) -> Iterator[str]:
             yield path
 
 
-def suggest(records: list[dict[str, Any]], missing: Iterable[str]) -> dict[str, str]:
+def suggest(records: list[dict[str, Any]], missing: Iterable[str], tried: Mapping[str, str] | None = None) -> dict[str, str]:
     """For each missing field, the path whose last name is (or closely resembles) one of its
-    usual names, where the records make one likely."""
+    usual names, where the records make one likely (never the path already tried)."""
     counts = Counter(p for r in records[:SAMPLE] for p in set(leaf_paths(r)))
     out: dict[str, str] = {}
     for name in missing:
         best: tuple[float, int, str] | None = None
         for path, count in counts.items():
+            if path == name or path == (tried or {}).get(name):
+                continue
             leaf = _norm(path.rsplit(".", 1)[-1])
             whole = _norm(path)
             if leaf in _ALIAS_NORM[name] or whole in _ALIAS_NORM[name]:
@@ -506,20 +508,19 @@ def suggest(records: list[dict[str, Any]], missing: Iterable[str]) -> dict[str, 
 
 def unusable_message(label: str, detection: Detection, records: list[dict[str, Any]], objects: int) -> str:
     """One message: the file, what it lacks, what it has, and the --field options to try."""
-    usage = logparse.MapUsage()
-    missing: Counter[str] = Counter()
-    for record in records:
-        try:
-            logparse.canonicalise(record, detection.field_map, usage)
-        except ValueError as exc:
-            text = str(exc)
-            if text.startswith("missing field(s): "):
-                missing.update(text.removeprefix("missing field(s): ").split(", "))
-    lacking = [name for name in REQUIRED_FIELDS if missing[name]] or [n for n in REQUIRED_FIELDS if n not in detection.field_map]
     keys = Counter(p for r in records[:SAMPLE] for p in set(leaf_paths(r)))
     shown = ", ".join(p for p, _ in keys.most_common(12)) or "none"
+    for name, path in detection.given.items():
+        # a --field that finds nothing, where the canonical name does not fill in: a typo
+        if name in REQUIRED_FIELDS and records and not any(_has(r, {name: path}, name) for r in records):
+            hint = suggest(records, [name])
+            tail = f"; try --field {name}={hint[name]}" if hint else ""
+            return f"{label}: --field {name}={path} matched no line, and no line has {name!r} itself; their keys: {shown}{tail}"
+    missing: Counter[str] = Counter(
+        name for r in records for name in REQUIRED_FIELDS if not _has(r, detection.field_map, name))
+    lacking = [name for name in REQUIRED_FIELDS if missing[name]] or [n for n in REQUIRED_FIELDS if n not in detection.field_map]
     total = len(records) or objects
-    hint = suggest(records, lacking)
+    hint = suggest(records, lacking, detection.field_map)
     parts = [f"{label}: {total - detection.usable} of the first {total} records cannot be used "
              f"({'read as ' if detection.profile is not GENERIC else ''}{detection.profile.title}): missing {', '.join(lacking) or 'usable values'}; "
              f"their keys: {shown}"]
