@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterator
 
@@ -135,9 +136,12 @@ def detect_format(name: str, head: bytes) -> str | None:
     if lowered.endswith(".csv"):
         return "csv"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped.startswith(b"{"):
-        return "jsonl"
+    if stripped.startswith((b"{", b"[")) or _TIME_PREFIXED.match(stripped):
+        return "jsonl"  # JSON lines, a JSON document, or `<time> <JSON>` lines (a CloudWatch S3 export)
     return None
+
+
+_TIME_PREFIXED = re.compile(rb"\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:?\d\d)? \{")
 
 
 # A line may carry a large payload (an embedded thumbnail, a stack trace), but a "line" past
