@@ -272,3 +272,12 @@ def test_forced_log_format_is_used_and_recorded(tmp_path):
     assert "--field ts=event_time" in " ".join(result.output.split())
     bad = runner.invoke(app, ["ingest", "logs", "--case", str(case), str(src), "--log-format", "syslog"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["cross-account-snapshot-leak", "thumbnail-mapping-mixup", "template"])
+def test_shipped_playbooks_pass_log_format_through(name):
+    result = runner.invoke(app, ["playbook", "show", name, "--set", "log_format=cloudwatch", "--markdown"])
+    assert result.exit_code == 0, result.output
+    assert "--log-format cloudwatch" in result.output
+    default = runner.invoke(app, ["playbook", "show", name, "--markdown"])
+    assert "--log-format auto" in default.output
