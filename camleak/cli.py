@@ -232,7 +232,7 @@ def triage(
     sources = {"devices": devices, "logs": logs, "snapshots": snapshots, "references": references or []}
     with _open_case(case, create=True) as c:
         if any(is_remote(s) for items in sources.values() for s in items):
-            sources, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
+            sources, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff, log_format.value)
             if not quiet and stderr.is_terminal:
                 from .remote.pull import render_summaries
                 render_summaries(pulled, stderr)
@@ -286,7 +286,7 @@ def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Ar
 
 
 def _pull(c: Case, sources: dict, field_map: dict, sha256: list[str] | None, max_bytes: int, concurrency: int,
-          retries: int, backoff: float) -> tuple[dict, list]:
+          retries: int, backoff: float, log_format: str = "auto") -> tuple[dict, list]:
     """Pull the remote sources (recorded as a `pull` run, credentials stripped); returns the
     sources with files downloaded and log stores already in the case, and the summaries."""
     from .remote.net import RetryPolicy
@@ -297,7 +297,7 @@ def _pull(c: Case, sources: dict, field_map: dict, sha256: list[str] | None, max
         name, _, digest = item.rpartition("=")
         checksums[redact_url(name) if "://" in name else name] = digest.strip().lower()
     options = PullOptions(policy=RetryPolicy(attempts=retries, backoff=backoff), max_bytes=max_bytes,
-                          checksums=checksums, concurrency=concurrency, field_map=field_map)
+                          checksums=checksums, concurrency=concurrency, field_map=field_map, log_format=log_format)
     labels = {role: [_label(str(s)) for s in items] for role, items in sources.items()}
     with c.run("pull", {"sources": labels, "field_map": field_map}) as run:
         local, pulled = pull(c, sources, options, show_progress=stderr.is_terminal)
@@ -328,7 +328,7 @@ def pull_cmd(
         stderr.print("[bold red]usage error:[/] give at least one of --devices, --logs, --snapshots, --references")
         raise typer.Exit(2)
     with _open_case(case, create=True) as c:
-        local, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
+        local, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff, log_format.value)
         ingested = pipeline.run_ingest(c, pipeline.TriageInputs(field_map=field_map, log_format=log_format.value, **local), _rich_progress)
         if stderr.is_terminal:
             from .remote.pull import render_summaries

@@ -281,3 +281,19 @@ def test_shipped_playbooks_pass_log_format_through(name):
     assert "--log-format cloudwatch" in result.output
     default = runner.invoke(app, ["playbook", "show", name, "--markdown"])
     assert "--log-format auto" in default.output
+
+
+@pytest.mark.parametrize("kind", ["loki", "gcl", "es"])
+def test_log_stores_pull_with_no_field_map_to_the_same_events(tiny_incident, tmp_path, kind):
+    from fakestores import FakeServer
+    from test_remote import FAST, _events as store_events, _load_store
+
+    from camleak.remote.pull import PullOptions, pull
+    with FakeServer() as server:
+        spec = _load_store(server, tiny_incident, kind)
+        with Case(tmp_path / "mapped.db") as c:
+            pull(c, {"logs": [spec]}, PullOptions(policy=FAST, field_map=tiny_incident.field_map))
+        with Case(tmp_path / "auto.db") as c:
+            pull(c, {"logs": [spec]}, PullOptions(policy=FAST))
+    mapped = store_events(tmp_path / "mapped.db")
+    assert mapped and store_events(tmp_path / "auto.db") == mapped
