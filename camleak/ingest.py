@@ -260,6 +260,7 @@ def _load_log(
     log_format: str = "auto",
 ) -> tuple[int, int, int]:
     parsed = skipped = inserted = missing = 0
+    failed: list[dict[str, Any]] = []  # the first records lacking a required field
     table = case.table("events")
     batch: list[dict[str, Any]] = []
 
@@ -282,6 +283,8 @@ def _load_log(
                 skipped += 1
                 if item.error and item.error.startswith("missing field"):
                     missing += 1
+                    if item.record is not None and len(failed) < logformats.SAMPLE:
+                        failed.append(item.record)
                 case.add_problem(
                     "ingest", "malformed_log_line", f"{path}:{item.line}: {item.error}",
                     input_id=input_id, path=str(path), line=item.line, raw=item.raw,
@@ -298,7 +301,7 @@ def _load_log(
                          input_id=input_id, path=str(path))
     if missing * 2 > parsed + skipped:
         # Most of the file lacks a required field: a wrong or missing field map, not a few bad lines.
-        raise InputError(reading.refusal(str(path)))
+        raise InputError(reading.refusal(str(path), failed, parsed + skipped, missing))
     if parsed == 0 and skipped == 0:
         case.add_problem("ingest", "empty_log", f"{path}: no events in it (an empty file, or a header only)",
                          input_id=input_id, path=str(path))

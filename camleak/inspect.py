@@ -115,13 +115,17 @@ def _fill(report: LogFileReport, reading: logformats.Reading, label: str) -> Non
     report.format, report.title, report.decided, report.field_map = det.profile.name, det.profile.title, det.decided, det.field_map
     reasons: Counter[str] = Counter()
     missing = 0
+    failed: list[dict[str, Any]] = []
     try:
         for item in reading.lines:
             if item.event is None:
                 report.unusable += 1
                 reason = (item.error or "unusable").split(" (")[0]
                 reasons[reason] += 1
-                missing += reason.startswith("missing field")
+                if reason.startswith("missing field"):
+                    missing += 1
+                    if item.record is not None and len(failed) < logformats.SAMPLE:
+                        failed.append(item.record)
                 continue
             report.usable += 1
             if len(report.samples) < SAMPLE_EVENTS:
@@ -130,7 +134,8 @@ def _fill(report: LogFileReport, reading: logformats.Reading, label: str) -> Non
         reasons[f"stream ended early ({exc})"] += 1
     report.reasons = dict(reasons.most_common())
     if missing * 2 > report.usable + report.unusable or (det.sampled and det.usable < logformats.USABLE_SHARE * det.sampled):
-        report.error = reading.refusal(label)
+        late = missing * 2 > report.usable + report.unusable and det.usable >= logformats.USABLE_SHARE * det.sampled
+        report.error = reading.refusal(label, failed if late else None, report.usable + report.unusable, missing)
 
 
 def _inspect_store(source: str, field_map: dict[str, str], log_format: str) -> LogFileReport:

@@ -543,7 +543,15 @@ class Reading:
     usage: logparse.MapUsage
     sample: list[dict[str, Any]]  # the first records, as the profile unwrapped them
 
-    def refusal(self, label: str) -> str:
+    def refusal(self, label: str, failed: list[dict[str, Any]] | None = None, lines: int = 0, missing: int = 0) -> str:
+        """Why the file is refused: from its first records, or from `failed` (records that
+        lacked a field) when the trouble starts later in the file."""
+        if failed:
+            later = Detection(self.detection.profile, self.detection.field_map, self.detection.decided,
+                              sampled=len(failed), usable=0, given=self.detection.given)
+            text = unusable_message(label, later, failed, len(failed))
+            return text.replace(f"{len(failed)} of the first {len(failed)} records cannot be used",
+                                f"{missing} of its {lines} lines cannot be used", 1)
         return unusable_message(label, self.detection, self.sample, len(self.sample))
 
 
@@ -594,7 +602,7 @@ def _events(detection: Detection, items: Iterator[RawRecord], usage: logparse.Ma
             try:
                 yield logparse.ParsedLine(item.line, event=logparse.canonicalise(record, field_map, usage))
             except ValueError as exc:
-                yield logparse.ParsedLine(item.line, error=str(exc), raw=item.preview() or _dump(record))
+                yield logparse.ParsedLine(item.line, error=str(exc), raw=item.preview() or _dump(record), record=record)
 
 
 def _dump(record: Any) -> str:

@@ -74,6 +74,7 @@ class ParsedLine:
     event: dict[str, Any] | None = None
     error: str | None = None
     raw: str | None = None
+    record: dict[str, Any] | None = None  # the record that failed, for explaining a refused file
 
 
 @dataclass

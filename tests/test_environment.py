@@ -139,3 +139,19 @@ def test_sqlite_full_and_a_wrapped_cause_are_recognised(tmp_path):
         assert "no space left" in (environment_failure(outer, case) or "")
     assert environment_failure(ValueError("a bug"), case) is None
     assert environment_failure(FileNotFoundError(2, "No such file", "x"), case) is None
+
+
+def test_read_only_file_system_is_exit_1_naming_it(tiny_incident, tmp_path):
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a read-only file system")
+    try:
+        result = subprocess.run([sys.executable, "-m", "camleak", "ingest", "devices", "--case", str(disk / "case.db"),
+                                 str(tiny_incident.devices)], capture_output=True, text=True)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "read-only file system" in lines[0] and str(disk) in lines[0], result.stderr

@@ -297,3 +297,17 @@ def test_log_stores_pull_with_no_field_map_to_the_same_events(tiny_incident, tmp
             pull(c, {"logs": [spec]}, PullOptions(policy=FAST))
     mapped = store_events(tmp_path / "mapped.db")
     assert mapped and store_events(tmp_path / "auto.db") == mapped
+
+
+def test_a_file_mostly_lacking_fields_past_the_first_records_is_refused_whole(tmp_path):
+    good = [{"timestamp": f"2026-11-20T10:{i // 60:02d}:{i % 60:02d}Z", **app_payload(EVENTS[0]), "requestId": f"r{i}"}
+            for i in range(250)]
+    bad = [{"timestamp": "2026-11-20T11:00:00Z", "payload": {"agentUserId": "a"}} for _ in range(600)]
+    src = tmp_path / "drift.jsonl"
+    src.write_text(lines(good + bad))
+    case = tmp_path / "case.db"
+    result = runner.invoke(app, ["ingest", "logs", "--case", str(case), str(src)])
+    assert result.exit_code == 1
+    assert "drift.jsonl" in result.output
+    with Case(case) as c:
+        assert c.count("events") == 0 and c.count("inputs", "status = 'complete'") == 0
