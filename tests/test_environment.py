@@ -99,7 +99,7 @@ def test_disk_full_is_exit_1_with_the_way_on_and_the_rerun_finishes(tiny_inciden
 
 def test_unwritable_case_folder_is_exit_1_naming_it(tiny_incident, tmp_path):
     if os.geteuid() == 0:
-        pytest.skip("root writes anywhere; the read-only case is covered by the classification test below")
+        pytest.skip("root may write anywhere: the read-only file system test below covers root")
     folder = tmp_path / "locked"
     folder.mkdir()
     folder.chmod(0o500)
