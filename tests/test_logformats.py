@@ -3,6 +3,7 @@ into the same canonical events; unrelated JSON is refused with a suggestion; --f
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from datetime import datetime
@@ -311,3 +312,25 @@ def test_a_file_mostly_lacking_fields_past_the_first_records_is_refused_whole(tm
     assert "drift.jsonl" in result.output
     with Case(case) as c:
         assert c.count("events") == 0 and c.count("inputs", "status = 'complete'") == 0
+
+
+def test_triage_without_field_maps_gives_the_report_with_them(tiny_incident, tmp_path):
+    """The simulator's Cloud-Logging-shaped export needed --field maps; now it is recognised."""
+    mapped, auto = tmp_path / "mapped.db", tmp_path / "auto.db"
+    with_maps = tiny_incident.triage_args(mapped) + ["--workers", "2", "--quiet"]
+    assert "--field" in with_maps
+    assert runner.invoke(app, with_maps).exit_code == 0
+    without = dataclasses.replace(tiny_incident, field_map={}).triage_args(auto) + ["--workers", "2"]
+    assert "--field" not in without
+    result = runner.invoke(app, without)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "Log format: assistant-events.jsonl.zst: Google Cloud Logging LogEntry (detected)" in out
+    assert "Log format: app-events.jsonl.gz: camleak canonical lines (detected)" in out
+
+    def report(case):
+        data = json.loads(runner.invoke(app, ["report", "--case", str(case), "--format", "json"]).stdout)
+        data.pop("generated_at")
+        return data
+    assert report(auto) == report(mapped)
+    assert report(auto)["summary"]["exposure_pairs"] > 0
