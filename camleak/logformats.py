@@ -246,19 +246,22 @@ def _implied(container: str) -> str | None:
 
 
 def _document_container(opener: Opener) -> str | None:
-    """The array of records in a whole-document export, found from its first events."""
+    """The array of records in a whole-document export, found from its first events: a
+    store's known array, else the first array in the document (whose items are then judged
+    like any records), else None."""
     known = {c for p in PROFILES for c in p.containers}
+    first: str | None = None
     with opener() as stream:
         try:
             for prefix, event, _ in itertools.islice(ijson.parse(stream, multiple_values=True), 100_000):
                 if event == "start_array":
-                    if prefix == "":
-                        return ""
-                    if prefix in known:
+                    if prefix == "" or prefix in known:
                         return prefix
+                    if first is None and ".item" not in prefix:
+                        first = prefix
         except (ijson.JSONError, ijson.IncompleteJSONError, OSError, EOFError, ValueError):
-            return None
-    return None
+            pass
+    return first
 
 
 def _document_items(opener: Opener, container: str) -> Iterator[RawRecord]:

@@ -334,3 +334,14 @@ def test_triage_without_field_maps_gives_the_report_with_them(tiny_incident, tmp
         return data
     assert report(auto) == report(mapped)
     assert report(auto)["summary"]["exposure_pairs"] > 0
+
+
+def test_a_json_document_of_no_known_store_is_refused_naming_its_records_keys(tmp_path):
+    body = {"export": {"version": 2}, "items": [{"at": e["ts"], "userId": e["account_id"], "kind": e["event"]}
+                                               for e in EVENTS]}
+    src = tmp_path / "dump.json"
+    src.write_text(json.dumps(body, indent=2))
+    result = runner.invoke(app, ["ingest", "logs", "--case", str(tmp_path / "case.db"), str(src)])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "dump.json" in out and "missing ts, event" in out and "userId" in out and "kind" in out
