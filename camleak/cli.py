@@ -197,6 +197,12 @@ def _print_log_formats(case: Case) -> None:
     if "log_formats" not in case.db.table_names():
         return
     rows = list(case.db.query("select path, title, decided, given from log_formats order by input_id"))
+    if len(rows) > 4:  # many parts: one line per format
+        from collections import Counter
+        counts = Counter(row["title"] for row in rows)
+        stdout.print("[bold]Log formats:[/] " + "; ".join(f"{n} x {escape(t)}" for t, n in counts.most_common())
+                     + " (camleak inspect logs shows each file's)", highlight=False, soft_wrap=True)
+        return
     for row in rows:
         how = {"auto": "detected", "container": "detected", "given": "--log-format"}.get(row["decided"], row["decided"])
         given = json.loads(row["given"] or "{}")
