@@ -23,6 +23,8 @@ from .remote import is_remote
 
 SAMPLE_EVENTS = 3
 SAMPLE_KEYS = 5
+STORE_RECORDS = 1000  # a log store is inspected on its first records only
+STORE_PAGES = 20
 
 
 @dataclass
@@ -139,24 +141,29 @@ def _fill(report: LogFileReport, reading: logformats.Reading, label: str) -> Non
 
 
 def _inspect_store(source: str, field_map: dict[str, str], log_format: str) -> LogFileReport:
-    """The first page of a log store, read as triage would read it."""
+    """The first pages of a log store (up to STORE_RECORDS records), read as pull would read them."""
     from .logparse import RawRecord
     from .remote import net
-    from .remote.pull import PullOptions, STORES, _client_for
+    from .remote.pull import STORE_PROFILES, STORES, PullOptions, _client_for
     from .remote.spec import parse_spec
     spec = parse_spec(source)
     spec_clean, http = _client_for(spec, PullOptions())
     store = STORES[spec.kind](spec_clean, http, net.RetryPolicy(), net.Counter())
     store.label = spec.label
     report = LogFileReport(spec.label)
+    got: list[Any] = []
     try:
-        page = next(iter(store.pages(None)), None)
+        for number, page in enumerate(store.pages(None)):
+            got.extend(page.records)
+            if len(got) >= STORE_RECORDS or number >= STORE_PAGES:
+                break
     finally:
         store.close()
         http.close()
     records = [RawRecord(i, record=r) if isinstance(r, dict) else RawRecord(i, error="not a JSON object", raw=str(r)[:300])
-               for i, r in enumerate(page.records if page else [], 1)]
-    detection, sample = logformats.detect(records[: logformats.SAMPLE], log_format, field_map)
+               for i, r in enumerate(got[:STORE_RECORDS], 1)]
+    implied = STORE_PROFILES.get(spec.kind) if log_format == "auto" else None
+    detection, sample = logformats.detect(records[: logformats.SAMPLE], log_format, field_map, implied, unwrapped=True)
     usage = logformats.logparse.MapUsage()
     reading = logformats.Reading(detection, logformats._events(detection, iter(records), usage), usage, sample)
     _fill(report, reading, spec.label)

@@ -17,6 +17,7 @@ ready `--field` suggestion.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import json
@@ -438,8 +439,9 @@ def _compose(resolved: dict[str, str], given: dict[str, str]) -> dict[str, str]:
 
 
 def detect(sample: list[RawRecord], log_format: str = "auto", given: dict[str, str] | None = None,
-           implied: str | None = None) -> tuple[Detection, list[dict[str, Any]]]:
-    """Pick the profile for a file from its first items; returns it with the sample's records."""
+           implied: str | None = None, unwrapped: bool = False) -> tuple[Detection, list[dict[str, Any]]]:
+    """Pick the profile for a file from its first items; returns it with the sample's records.
+    `unwrapped`: the items are records already (a log store's, as its client yields them)."""
     given = dict(given or {})
     objects = [item for item in sample if item.record is not None]
     if log_format != "auto":
@@ -454,6 +456,8 @@ def detect(sample: list[RawRecord], log_format: str = "auto", given: dict[str, s
         decided = "auto"
         choices = [p for p in PROFILES if objects and
                    sum(matches(p, item.record) for item in objects) * 2 >= len(objects)] or [GENERIC]
+    if unwrapped:
+        choices = [dataclasses.replace(p, unwrap="record") for p in choices]
     best: tuple[int, int] | None = None
     chosen: tuple[Profile, dict[str, str], list[dict[str, Any]], int] | None = None
     for rank, profile in enumerate(choices):

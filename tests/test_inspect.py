@@ -80,3 +80,19 @@ def test_inspect_reads_a_remote_file_like_triage_does(http_root, tmp_path, monke
     report = json.loads(result.output)
     assert report["format"] == "gcl" and report["usable"] == 5
     assert set(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("kind, expected", [("gcl", "gcl"), ("loki", "logcli"), ("es", "elasticsearch")])
+def test_inspect_reads_the_first_pages_of_a_log_store(tiny_incident, tmp_path, monkeypatch, kind, expected):
+    from fakestores import FakeServer
+    from test_remote import _load_store
+    monkeypatch.chdir(tmp_path)
+    with FakeServer() as server:
+        spec = _load_store(server, tiny_incident, kind)
+        result = runner.invoke(app, ["inspect", "logs", spec, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["format"] == expected and report["usable"] > 0 and len(report["samples"]) == 3
+    if kind == "gcl":
+        assert report["field_map"]["account_id"] == "jsonPayload.agentUserId"
+    assert list(tmp_path.iterdir()) == []
