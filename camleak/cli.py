@@ -29,7 +29,8 @@ from rich.text import Text
 from . import __version__, pipeline
 from .attribute import AttributionParams
 from .casefile import Case, write_private_text
-from .errors import CamleakError, InputError
+from .errors import CamleakError, InputError, environment_failure
+from .logformats import FORMAT_NAMES
 from .logparse import FieldMapError, parse_field_map
 from .report import build_report, dumps, iter_snapshot_export
 from .redact import redact
@@ -67,10 +68,12 @@ app = typer.Typer(
 )
 ingest_app = typer.Typer(help="Bring one kind of input into a case file (each input is ingested once).", no_args_is_help=True)
 export_app = typer.Typer(help="Export case data for other tools.", no_args_is_help=True)
+inspect_app = typer.Typer(help="Look at inputs before triaging them: what camleak would read (read only, no case file).", no_args_is_help=True)
 playbook_app = typer.Typer(help="Incident playbooks: list them, read one as a checklist, run one against a case.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(export_app, name="export")
 app.add_typer(playbook_app, name="playbook")
+app.add_typer(inspect_app, name="inspect")
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -81,7 +84,13 @@ ExistingCaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The inciden
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes for fingerprinting (default: all cores).")]
 ScopeOpt = Annotated[AccessScope, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
 FailOpt = Annotated[bool, typer.Option("--fail-on-exposure", help="Exit with code 3 when exposures are found.")]
-FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable).")]
+FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable); replaces the detected format's path for that field.")]
+
+
+LogFormat = Enum("LogFormat", {name: name for name in FORMAT_NAMES}, type=str)  # type: ignore[misc]
+
+
+LogFormatOpt = Annotated[LogFormat, typer.Option("--log-format", help=f"Export format of the log files: auto (detected per file from its first records) or one of {', '.join(FORMAT_NAMES[1:])} (see the README).")]
 
 
 def _check_sha256(values: list[str] | None) -> list[str] | None:
@@ -114,6 +123,7 @@ def _root(
     """camleak: triage a smart-camera cross-account snapshot leak."""
     _state["debug"] = debug
     _state["wait"] = wait
+    _state["case"] = None
     os.umask(0o077)  # everything camleak writes may hold other people's images or account ids
 
 
@@ -127,6 +137,10 @@ def handle_errors(func: Callable) -> Callable:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except CamleakError as exc:
+            message = None if isinstance(exc, InputError) else environment_failure(exc, _state.get("case"))
+            if message is not None:  # e.g. a case that cannot be opened because its disk is full
+                stderr.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
             stderr.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except FieldMapError as exc:
@@ -136,6 +150,12 @@ def handle_errors(func: Callable) -> Callable:
             stderr.print("interrupted; rerun the same command to continue", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         except Exception as exc:  # the last line of defence: one line, exit 70
+            message = environment_failure(exc, _state.get("case"))
+            if message is not None:  # the machine, not a bug: exit 1 saying how to go on
+                if _state["debug"]:
+                    traceback.print_exc()
+                stderr.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
             if _state["debug"]:
                 traceback.print_exc()
             stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
@@ -163,6 +183,7 @@ def _rich_progress(label: str, total: int | None = None):
 
 
 def _open_case(path: Path, create: bool = False) -> Case:
+    _state["case"] = path  # named by an environment failure's message
     return Case(path, create=create, wait=_state.get("wait") or 0.0)
 
 
@@ -173,9 +194,29 @@ def _settings(workers: int | None, scope: AccessScope) -> pipeline.TriageSetting
 def _finish(case: Case, fail_on_exposure: bool, quiet: bool = False) -> None:
     report = build_report(case)
     if not quiet:
+        _print_log_formats(case)
         render_summary(report, stdout, case_path=str(case.path))
     if fail_on_exposure and report["summary"]["exposure_pairs"]:
         raise typer.Exit(EXIT_EXPOSURE)
+
+
+def _print_log_formats(case: Case) -> None:
+    """Which export format each log file was read as (and with which field map)."""
+    if "log_formats" not in case.db.table_names():
+        return
+    rows = list(case.db.query("select path, title, decided, given from log_formats order by input_id"))
+    if len(rows) > 4:  # many parts: one line per format
+        from collections import Counter
+        counts = Counter(row["title"] for row in rows)
+        stdout.print("[bold]Log formats:[/] " + "; ".join(f"{n} x {escape(t)}" for t, n in counts.most_common())
+                     + " (camleak inspect logs shows each file's)", highlight=False, soft_wrap=True)
+        return
+    for row in rows:
+        how = {"auto": "detected", "container": "detected", "given": "--log-format"}.get(row["decided"], row["decided"])
+        given = json.loads(row["given"] or "{}")
+        extra = f", with --field {', '.join(sorted(given))}" if given else ""
+        stdout.print(f"[bold]Log format:[/] {escape(Path(row['path']).name)}: {escape(row['title'])} ({how}{extra})",
+                     highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,6 +229,7 @@ def triage(
     snapshots: Annotated[list[str], typer.Option("--snapshots", help="Snapshot archive (.tar, .tar.gz, .tgz, .tar.zst, .zip), folder or http(s) URL (repeatable).")],
     references: Annotated[Optional[list[str]], typer.Option("--references", help="Reference frames known to come from a device: <device_id>/image layout or manifest; a path or http(s) URL (repeatable).")] = None,
     field: FieldOpt = None,
+    log_format: LogFormatOpt = LogFormat.auto,
     workers: WorkersOpt = None,
     access_scope: ScopeOpt = AccessScope.home,
     fail_on_exposure: FailOpt = False,
@@ -204,11 +246,11 @@ def triage(
     sources = {"devices": devices, "logs": logs, "snapshots": snapshots, "references": references or []}
     with _open_case(case, create=True) as c:
         if any(is_remote(s) for items in sources.values() for s in items):
-            sources, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
+            sources, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff, log_format.value)
             if not quiet and stderr.is_terminal:
                 from .remote.pull import render_summaries
                 render_summaries(pulled, stderr)
-        inputs = pipeline.TriageInputs(field_map=field_map, **sources)
+        inputs = pipeline.TriageInputs(field_map=field_map, log_format=log_format.value, **sources)
         pipeline.triage(c, inputs, settings, _rich_progress)
         _finish(c, fail_on_exposure, quiet)
 
@@ -225,13 +267,13 @@ def ingest_devices_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argum
 
 @ingest_app.command("logs")
 @handle_errors
-def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Log exports or folders of parts.")], field: FieldOpt = None) -> None:
+def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Log exports or folders of parts.")], field: FieldOpt = None, log_format: LogFormatOpt = LogFormat.auto) -> None:
     """Ingest delivery-log exports; repeated events (same request_id and event) count once."""
     from .ingest import ingest_logs
     field_map = parse_field_map(field)
-    with _open_case(case, create=True) as c, c.run("ingest logs", {"sources": sources, "field_map": field_map}) as run:
+    with _open_case(case, create=True) as c, c.run("ingest logs", {"sources": sources, "field_map": field_map, "log_format": log_format.value}) as run:
         with _rich_progress("Reading delivery logs") as (advance, _):
-            run.update(ingest_logs(c, sources, field_map, advance).as_dict())
+            run.update(ingest_logs(c, sources, field_map, advance, log_format.value).as_dict())
         stdout.print(json.dumps(run, sort_keys=True))
 
 
@@ -258,7 +300,7 @@ def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Ar
 
 
 def _pull(c: Case, sources: dict, field_map: dict, sha256: list[str] | None, max_bytes: int, concurrency: int,
-          retries: int, backoff: float) -> tuple[dict, list]:
+          retries: int, backoff: float, log_format: str = "auto") -> tuple[dict, list]:
     """Pull the remote sources (recorded as a `pull` run, credentials stripped); returns the
     sources with files downloaded and log stores already in the case, and the summaries."""
     from .remote.net import RetryPolicy
@@ -269,7 +311,7 @@ def _pull(c: Case, sources: dict, field_map: dict, sha256: list[str] | None, max
         name, _, digest = item.rpartition("=")
         checksums[redact_url(name) if "://" in name else name] = digest.strip().lower()
     options = PullOptions(policy=RetryPolicy(attempts=retries, backoff=backoff), max_bytes=max_bytes,
-                          checksums=checksums, concurrency=concurrency, field_map=field_map)
+                          checksums=checksums, concurrency=concurrency, field_map=field_map, log_format=log_format)
     labels = {role: [_label(str(s)) for s in items] for role, items in sources.items()}
     with c.run("pull", {"sources": labels, "field_map": field_map}) as run:
         local, pulled = pull(c, sources, options, show_progress=stderr.is_terminal)
@@ -286,6 +328,7 @@ def pull_cmd(
     snapshots: Annotated[Optional[list[str]], typer.Option("--snapshots", help="Snapshot archive: http(s) URL or local path (repeatable).")] = None,
     references: Annotated[Optional[list[str]], typer.Option("--references", help="Reference archive: http(s) URL or local path (repeatable).")] = None,
     field: FieldOpt = None,
+    log_format: LogFormatOpt = LogFormat.auto,
     sha256: Sha256Opt = None,
     max_bytes: MaxBytesOpt = DEFAULT_MAX_BYTES,
     concurrency: ConcurrencyOpt = 4,
@@ -299,8 +342,8 @@ def pull_cmd(
         stderr.print("[bold red]usage error:[/] give at least one of --devices, --logs, --snapshots, --references")
         raise typer.Exit(2)
     with _open_case(case, create=True) as c:
-        local, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff)
-        ingested = pipeline.run_ingest(c, pipeline.TriageInputs(field_map=field_map, **local), _rich_progress)
+        local, pulled = _pull(c, sources, field_map, sha256, max_bytes, concurrency, retries, backoff, log_format.value)
+        ingested = pipeline.run_ingest(c, pipeline.TriageInputs(field_map=field_map, log_format=log_format.value, **local), _rich_progress)
         if stderr.is_terminal:
             from .remote.pull import render_summaries
             render_summaries(pulled, stderr)
@@ -395,6 +438,67 @@ def export_snapshots(
         write_private_text(output, "".join(lines))
     else:
         sys.stdout.writelines(lines)
+
+
+# ---------------------------------------------------------------------------------------
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per input instead of the terminal view.")]
+
+
+@inspect_app.command("logs")
+@handle_errors
+def inspect_logs_cmd(
+    sources: Annotated[list[str], typer.Argument(help="Log files, folders, http(s) URLs or log-store specs, as --logs takes them.")],
+    field: FieldOpt = None,
+    log_format: LogFormatOpt = LogFormat.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each log file's detected format, the field map in effect, usable and unusable lines, and sample events; exit 1 when triage would refuse a file."""
+    from .inspect import inspect_logs
+    reports = inspect_logs(sources, parse_field_map(field), log_format.value)
+    for r in reports:
+        if as_json:
+            sys.stdout.write(json.dumps(r.as_dict(), sort_keys=True, default=str) + "\n")
+            continue
+        stdout.print(f"[bold]{escape(redact(r.source))}[/]", highlight=False, soft_wrap=True)
+        if r.format:
+            stdout.print(f"  format: {escape(r.title or r.format)} ({r.format}, {r.decided})", highlight=False)
+            stdout.print("  field map: " + (" ".join(f"--field {k}={escape(v)}" for k, v in r.field_map.items()) or "none"), highlight=False, soft_wrap=True)
+            stdout.print(f"  lines: {r.usable} usable, {r.unusable} unusable", highlight=False)
+            for reason, n in list(r.reasons.items())[:5]:
+                stdout.print(f"    {n} x {escape(reason)}", highlight=False, soft_wrap=True)
+            for event in r.samples:
+                stdout.print("  sample: " + escape(json.dumps(event, sort_keys=True)), highlight=False, soft_wrap=True)
+        if r.error:
+            stdout.print(f"  [bold red]cannot be used:[/] {escape(redact(r.error))}", highlight=False, soft_wrap=True)
+    if any(r.error for r in reports):
+        raise typer.Exit(1)
+
+
+@inspect_app.command("snapshots")
+@handle_errors
+def inspect_snapshots_cmd(
+    sources: Annotated[list[str], typer.Argument(help="Snapshot archives, folders or http(s) URLs, as --snapshots takes them.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each snapshot archive's image formats, sizes, truncated and undecodable frames, and sample keys."""
+    from .inspect import inspect_snapshots
+    reports = inspect_snapshots(sources)
+    for r in reports:
+        if as_json:
+            sys.stdout.write(json.dumps(r.as_dict(), sort_keys=True) + "\n")
+            continue
+        stdout.print(f"[bold]{escape(redact(r.source))}[/]", highlight=False, soft_wrap=True)
+        stdout.print(f"  {r.images} images in {r.members} members, {r.bytes} bytes", highlight=False)
+        stdout.print("  formats: " + (", ".join(f"{k} {v}" for k, v in r.formats.items()) or "none"), highlight=False)
+        stdout.print("  sizes: " + (", ".join(f"{k} {v}" for k, v in r.sizes.items()) or "none"), highlight=False)
+        stdout.print(f"  truncated: {r.truncated}, undecodable: {r.undecodable}", highlight=False)
+        if r.skipped:
+            stdout.print("  skipped: " + ", ".join(f"{k} {v}" for k, v in r.skipped.items()), highlight=False)
+        stdout.print("  sample keys: " + escape(", ".join(r.sample_keys) or "none"), highlight=False, soft_wrap=True)
+        if r.error:
+            stdout.print(f"  [bold red]cannot be used:[/] {escape(redact(r.error))}", highlight=False, soft_wrap=True)
+    if any(r.error for r in reports):
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -560,7 +664,7 @@ def demo(
         highlight=False,
     )
     inputs = pipeline.TriageInputs(devices=[incident.devices], logs=incident.logs, snapshots=incident.snapshots,
-                                   references=incident.references, field_map=incident.field_map)
+                                   references=incident.references)  # the log formats are detected
     case_path = out / "case.db"
     with _open_case(case_path, create=True) as c:
         pipeline.triage(c, inputs, _settings(workers, AccessScope.home), _rich_progress)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
-from . import archives, logparse
+from . import archives, logformats, logparse
 from .casefile import SCHEMA, Case, sha256_file
 from .errors import InputError
 from .fingerprint import HashPool
@@ -227,22 +227,41 @@ def ingest_logs(
     sources: Iterable[str | Path],
     field_map: dict[str, str] | None = None,
     progress: Progress | None = None,
+    log_format: str = "auto",
 ) -> IngestStats:
-    """Load delivery-log exports; the same (request_id, event) counts once across exports."""
+    """Load delivery-log exports; the same (request_id, event) counts once across exports.
+
+    Each file is read through the export profile that fits it (`log_format`, by default
+    detected per file); `field_map` replaces the profile's path for the fields it names."""
     field_map = field_map or {}
     total = IngestStats()
     for path in expand(sources, what="delivery log", exclude=case.path):
         total.add(
-            _guarded(case, "logs", path, lambda input_id, p=path: _load_log(case, p, input_id, field_map, progress))
+            _guarded(case, "logs", path,
+                     lambda input_id, p=path: _load_log(case, p, input_id, field_map, progress, log_format))
         )
     return total
 
 
+def open_log_file(path: Path, field_map: dict[str, str], log_format: str = "auto", strict: bool = True) -> logformats.Reading:
+    """A log file opened through its export profile (shared by ingest and `inspect logs`)."""
+    with open_decompressed(path) as stream:
+        try:
+            head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"{path}: unreadable ({exc})") from exc
+    fmt = logparse.detect_format(logical_name(path), head)
+    if fmt is None:
+        raise InputError(f"{path}: unknown log format (expected JSON lines, a JSON export or CSV, optionally .gz/.zst)")
+    return logformats.open_log(lambda: open_decompressed(path), str(path), fmt, log_format, field_map, strict=strict)
+
+
 def _load_log(
-    case: Case, path: Path, input_id: int, field_map: dict[str, str], progress: Progress | None
+    case: Case, path: Path, input_id: int, field_map: dict[str, str], progress: Progress | None,
+    log_format: str = "auto",
 ) -> tuple[int, int, int]:
-    usage = logparse.MapUsage()
-    parsed = skipped = inserted = 0
+    parsed = skipped = inserted = missing = 0
+    failed: list[dict[str, Any]] = []  # the first records lacking a required field
     table = case.table("events")
     batch: list[dict[str, Any]] = []
 
@@ -257,40 +276,48 @@ def _load_log(
             progress(len(batch))
         batch.clear()
 
-    with open_decompressed(path) as stream:
-        try:
-            head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{path}: unreadable ({exc})") from exc
-        fmt = logparse.detect_format(logical_name(path), head)
-        if fmt is None:
-            raise InputError(f"{path}: unknown log format (expected JSON lines or CSV, optionally .gz/.zst)")
-        lines = logparse.iter_jsonl(stream, field_map, usage) if fmt == "jsonl" else logparse.iter_csv(stream, field_map, usage)
-        try:
-            for item in lines:
-                if item.event is None:
-                    skipped += 1
-                    case.add_problem(
-                        "ingest", "malformed_log_line", f"{path}:{item.line}: {item.error}",
-                        input_id=input_id, path=str(path), line=item.line, raw=item.raw,
-                    )
-                    continue
-                parsed += 1
-                item.event.update(input_id=input_id, line=item.line)
-                batch.append(item.event)
-                if len(batch) >= BATCH:
-                    flush()
-        except (OSError, EOFError, zlib.error) as exc:
-            # A truncated compressed stream: keep what decoded, and say where it stopped.
-            case.add_problem("ingest", "truncated_log", f"{path}: stream ended early ({exc}); kept the lines before it",
-                             input_id=input_id, path=str(path))
+    reading = open_log_file(path, field_map, log_format)
+    usage = reading.usage
+    try:
+        for item in reading.lines:
+            if item.event is None:
+                skipped += 1
+                if item.error and item.error.startswith("missing field"):
+                    missing += 1
+                    if item.record is not None and len(failed) < logformats.SAMPLE:
+                        failed.append(item.record)
+                case.add_problem(
+                    "ingest", "malformed_log_line", f"{path}:{item.line}: {item.error}",
+                    input_id=input_id, path=str(path), line=item.line, raw=item.raw,
+                )
+                continue
+            parsed += 1
+            item.event.update(input_id=input_id, line=item.line)
+            batch.append(item.event)
+            if len(batch) >= BATCH:
+                flush()
+    except (OSError, EOFError, zlib.error) as exc:
+        # A truncated compressed stream: keep what decoded, and say where it stopped.
+        case.add_problem("ingest", "truncated_log", f"{path}: stream ended early ({exc}); kept the lines before it",
+                         input_id=input_id, path=str(path))
+    if missing * 2 > parsed + skipped:
+        # Most of the file lacks a required field: a wrong or missing field map, not a few bad lines.
+        raise InputError(reading.refusal(str(path), failed, parsed + skipped, missing))
     if parsed == 0 and skipped == 0:
         case.add_problem("ingest", "empty_log", f"{path}: no events in it (an empty file, or a header only)",
                          input_id=input_id, path=str(path))
     for message in _check_field_map(path, field_map, usage, parsed, skipped):
         case.add_problem("ingest", "field_map_unmatched", message, input_id=input_id, path=str(path))
     flush()
+    case.db["log_formats"].insert({"input_id": input_id, "path": str(path), **_format_row(reading.detection)},
+                                  pk="input_id", replace=True)
     return inserted, parsed - inserted, skipped
+
+
+def _format_row(detection: logformats.Detection) -> dict[str, Any]:
+    row = detection.as_dict()
+    return {"format": row["format"], "title": row["title"], "decided": row["decided"],
+            "field_map": json.dumps(row["field_map"], sort_keys=True), "given": json.dumps(row["given"], sort_keys=True)}
 
 
 def _check_field_map(path: Path, field_map: dict[str, str], usage: logparse.MapUsage, parsed: int, skipped: int) -> list[str]:

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterator
 
@@ -73,6 +74,7 @@ class ParsedLine:
     event: dict[str, Any] | None = None
     error: str | None = None
     raw: str | None = None
+    record: dict[str, Any] | None = None  # the record that failed, for explaining a refused file
 
 
 @dataclass
@@ -135,9 +137,12 @@ def detect_format(name: str, head: bytes) -> str | None:
     if lowered.endswith(".csv"):
         return "csv"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped.startswith(b"{"):
-        return "jsonl"
+    if stripped.startswith((b"{", b"[")) or _TIME_PREFIXED.match(stripped):
+        return "jsonl"  # JSON lines, a JSON document, or `<time> <JSON>` lines (a CloudWatch S3 export)
     return None
+
+
+_TIME_PREFIXED = re.compile(rb"\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:?\d\d)? \{")
 
 
 # A line may carry a large payload (an embedded thumbnail, a stack trace), but a "line" past
@@ -179,12 +184,25 @@ def _utf16_as_utf8(stream: IO[bytes]) -> IO[bytes]:
     return _Lines()  # type: ignore[return-value]
 
 
-def iter_jsonl(
-    stream: IO[bytes], field_map: dict[str, str], usage: MapUsage
-) -> Iterator[ParsedLine]:
+@dataclass
+class RawRecord:
+    """One record as read, before any field map: the parsed object, or why there is none."""
+
+    line: int
+    record: Any = None
+    error: str | None = None
+    raw: str | None = None
+    text: str | None = None  # the line as read: a preview on error, or a text prefix to parse
+
+    def preview(self) -> str | None:
+        return self.raw if self.raw is not None else (_preview(self.text) if self.text is not None else None)
+
+
+def iter_json_records(stream: IO[bytes]) -> Iterator[RawRecord]:
+    """Each JSON line as a RawRecord: its object, or the reason it is not usable."""
     for number, raw in read_lines(stream):
         if raw is None:
-            yield ParsedLine(number, error=f"line longer than {MAX_LINE_BYTES >> 20} MiB, skipped")
+            yield RawRecord(number, error=f"line longer than {MAX_LINE_BYTES >> 20} MiB, skipped")
             continue
         if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
@@ -193,26 +211,25 @@ def iter_jsonl(
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield ParsedLine(number, error=f"not UTF-8 ({exc.reason})", raw=_preview(raw))
+            yield RawRecord(number, error=f"not UTF-8 ({exc.reason})", raw=_preview(raw))
             continue
         try:
             record = json.loads(text)
         except ValueError as exc:
-            yield ParsedLine(number, error=f"not JSON ({getattr(exc, 'msg', None) or exc})", raw=_preview(raw))
+            yield RawRecord(number, error=f"not JSON ({getattr(exc, 'msg', None) or exc})", raw=_preview(raw),
+                            text=text.rstrip("\r\n"))
             continue
         except RecursionError:
-            yield ParsedLine(number, error="not usable JSON (nested too deeply)", raw=_preview(raw))
+            yield RawRecord(number, error="not usable JSON (nested too deeply)", raw=_preview(raw))
             continue
-        if not isinstance(record, dict):
-            yield ParsedLine(number, error="not a JSON object", raw=_preview(raw))
+        if not isinstance(record, (dict, list)):
+            yield RawRecord(number, error="not a JSON object", raw=_preview(raw))
             continue
-        try:
-            yield ParsedLine(number, event=canonicalise(record, field_map, usage))
-        except ValueError as exc:
-            yield ParsedLine(number, error=str(exc), raw=_preview(raw))
+        yield RawRecord(number, record=record, text=text)
 
 
-def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> Iterator[ParsedLine]:
+def iter_csv_records(stream: IO[bytes]) -> Iterator[RawRecord]:
+    """Each CSV row as a RawRecord holding a dict keyed by the header."""
     head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
     encoding = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
     text = io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
@@ -222,7 +239,7 @@ def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> I
     except StopIteration:
         return
     except csv.Error as exc:
-        yield ParsedLine(1, error=f"bad CSV header ({exc})")
+        yield RawRecord(1, error=f"bad CSV header ({exc})")
         return
     header = [name.strip() for name in header]
     while True:
@@ -231,26 +248,41 @@ def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> I
         except StopIteration:
             return
         except csv.Error as exc:
-            yield ParsedLine(reader.line_num, error=f"bad CSV ({exc})")
+            yield RawRecord(reader.line_num, error=f"bad CSV ({exc})")
             continue
         number = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            yield ParsedLine(
-                number,
-                error=f"{len(row)} columns where the header has {len(header)}",
-                raw=_preview(",".join(row)),
-            )
+            yield RawRecord(number, error=f"{len(row)} columns where the header has {len(header)}",
+                            raw=_preview(",".join(row)))
             continue
         if not is_utf8(row):
-            yield ParsedLine(number, error="not UTF-8", raw=_preview(",".join(row).encode("utf-8", "surrogateescape")))
+            yield RawRecord(number, error="not UTF-8", raw=_preview(",".join(row).encode("utf-8", "surrogateescape")))
             continue
-        record = dict(zip(header, row))
-        try:
-            yield ParsedLine(number, event=canonicalise(record, field_map, usage))
-        except ValueError as exc:
-            yield ParsedLine(number, error=str(exc), raw=_preview(",".join(row)))
+        yield RawRecord(number, record=dict(zip(header, row)), text=",".join(row))
+
+
+def canonical_lines(records: Iterator[RawRecord], field_map: dict[str, str], usage: MapUsage) -> Iterator[ParsedLine]:
+    """RawRecords of flat objects -> ParsedLines through one field map (no format detection)."""
+    for item in records:
+        if item.record is None:
+            yield ParsedLine(item.line, error=item.error, raw=item.preview())
+        elif not isinstance(item.record, dict):
+            yield ParsedLine(item.line, error="not a JSON object", raw=item.preview())
+        else:
+            try:
+                yield ParsedLine(item.line, event=canonicalise(item.record, field_map, usage))
+            except ValueError as exc:
+                yield ParsedLine(item.line, error=str(exc), raw=item.preview())
+
+
+def iter_jsonl(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> Iterator[ParsedLine]:
+    return canonical_lines(iter_json_records(stream), field_map, usage)
+
+
+def iter_csv(stream: IO[bytes], field_map: dict[str, str], usage: MapUsage) -> Iterator[ParsedLine]:
+    return canonical_lines(iter_csv_records(stream), field_map, usage)
 
 
 def is_utf8(cells: list[str]) -> bool:

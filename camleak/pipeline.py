@@ -34,6 +34,7 @@ class TriageInputs:
     snapshots: Sequence[str | Path]
     references: Sequence[str | Path] = ()
     field_map: dict[str, str] = field(default_factory=dict)
+    log_format: str = "auto"
 
 
 @dataclass
@@ -50,10 +51,11 @@ def run_ingest(case: Case, inputs: TriageInputs, progress: ProgressFactory = no_
     fingerprinted in the same pass, so each archive is read once."""
     counts: dict[str, Any] = {}
     with case.run("ingest", {"devices": inputs.devices, "logs": inputs.logs, "snapshots": inputs.snapshots,
-                             "references": inputs.references, "field_map": inputs.field_map}) as run:
+                             "references": inputs.references, "field_map": inputs.field_map,
+                             "log_format": inputs.log_format}) as run:
         counts["devices"] = ingest.ingest_devices(case, inputs.devices).as_dict()
         with progress("Reading delivery logs", None) as (advance, _):
-            counts["logs"] = ingest.ingest_logs(case, inputs.logs, inputs.field_map, advance).as_dict()
+            counts["logs"] = ingest.ingest_logs(case, inputs.logs, inputs.field_map, advance, inputs.log_format).as_dict()
         pool = HashPool(settings.fingerprint, settings.workers) if settings is not None else nullcontext()
         with pool:
             one_pass = ingest.OnePass(pool) if settings is not None else None

@@ -49,6 +49,23 @@ class PullOptions:
     use_sidecar: bool = True
     concurrency: int = 4
     field_map: dict[str, str] = field(default_factory=dict)
+    log_format: str = "auto"  # the export profile whose field names a store's records carry
+
+
+#: The export profile of each log store's records (as the store client yields them).
+STORE_PROFILES = {"es": "elasticsearch", "opensearch": "elasticsearch", "gcl": "gcl", "loki": "logcli",
+                  "clickhouse": "clickhouse"}
+
+
+def _store_field_map(kind: str, records: list[Any], options: PullOptions) -> dict[str, str]:
+    """The field map for a store's records: its profile's paths found on the first page, with
+    the given --field maps winning."""
+    from .. import logformats
+    name = options.log_format if options.log_format != "auto" else STORE_PROFILES.get(kind)
+    if name is None:
+        return dict(options.field_map)
+    found = logformats.resolve(logformats.BY_NAME[name], [r for r in records if isinstance(r, dict)])
+    return {**found, **options.field_map}
 
 
 @dataclass
@@ -214,10 +231,13 @@ def pull_store(case: Case, spec: SourceSpec, options: PullOptions, display: "_Di
     store.label = spec.label
     task = display.add(_short(spec.label), "events")
     status = "failed"
+    field_map: dict[str, str] | None = None
     try:
         for page in store.pages(cursor):
+            if field_map is None and page.records:
+                field_map = _store_field_map(spec.kind, page.records, options)
             rows, problems, ordinal = _canonicalise(page.records, spec.label, input_id, ordinal,
-                                                    options.field_map, usage)
+                                                    field_map or options.field_map, usage)
             inserted = _commit_page(case, pull_id, rows, problems, page.cursor, ordinal, page.nbytes,
                                     counter.retries - summary.retries)
             summary.pages += 1
