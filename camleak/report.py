@@ -502,6 +502,7 @@ def iter_snapshot_export(case: Case) -> Iterator[dict[str, Any]]:
     """One record per snapshot: where it clustered, whose it is, and its fingerprint."""
     for row in case.db.query(
         "select f.snapshot, f.frame_id, a.cluster_id, a.source_device, a.attribution, a.confidence, a.reason, "
+        f"{'a.candidates, a.p_wrong' if 'candidates' in case.table('attributions').columns_dict else 'null candidates, null p_wrong'}, "
         "p.status, p.quality, p.truncated, p.decoded_fraction, p.phash, p.dhash, p.band_phash, p.band_dhash, "
         "p.width, p.height, p.format from frames f left join attributions a on a.frame_id = f.frame_id "
         "left join fingerprints p on p.frame_id = f.frame_id where f.role = 'snapshot' order by f.snapshot"
@@ -513,6 +514,8 @@ def iter_snapshot_export(case: Case) -> Iterator[dict[str, Any]]:
             "attribution": row["attribution"],
             "confidence": row["confidence"],
             "reason": row["reason"],
+            "review_candidates": json.loads(row["candidates"]) if row["candidates"] else None,
+            "p_wrong": row["p_wrong"],
             "quality": row["quality"],
             "status": row["status"],
             "truncated": bool(row["truncated"]) if row["truncated"] is not None else None,
