@@ -117,7 +117,7 @@ def test_export_snapshots_carries_no_pixels(triaged_open_umask):
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows
     allowed = {"snapshot", "cluster", "source_device", "attribution", "confidence", "reason", "quality", "status",
-               "truncated", "decoded_fraction", "width", "height", "format", "hashes"}
+               "truncated", "decoded_fraction", "width", "height", "format", "hashes", "review_candidates", "p_wrong"}
     for row in rows:
         assert set(row) <= allowed, set(row) - allowed
         assert all(len(h or "") <= 64 for h in row["hashes"].values())  # 256-bit hashes at most
