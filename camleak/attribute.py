@@ -64,6 +64,8 @@ class AttributionParams:
     verify_min: float = 0.80  # correlation of an evidence frame with its device's own frames
     verify_margin: float = 0.06  # ...and every other camera it could be this much worse (edge correlation)
     exemplars: int = 48  # own frames per device kept for verification
+    margin_slope: float = 0.5  # ...plus this x (1 - its own edge correlation)
+    max_p_wrong: float = 1.0  # (1: off) an accusation needs its evidence to beat this share of different-camera pairs
 
     def signature(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -401,7 +403,7 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
                 scores.append((edges, grey, d))
             scores.sort(reverse=True)
             (best, grey, device), (second, _, runner) = scores[0], scores[1]
-            if grey >= params.split_min and best - second >= params.split_margin:
+            if grey >= params.split_min and best - second >= params.split_margin + params.margin_slope * max(0.0, 1.0 - best):
                 placed.append((u, device))
             else:
                 u.review = [device, runner]
@@ -548,6 +550,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
     whole = _Feats(exemplars, feats)
     impostor = _impostor_scores(whole, units)
+    near = _hash_near_devices(case, sorted(leaked_frames), whole.ids, params)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
     fraction = {r["frame_id"]: r["decoded_fraction"] for r in case.db.query(
         "select frame_id, decoded_fraction from fingerprints where truncated = 1") if r["frame_id"] in leaked_frames}
@@ -568,6 +571,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         if logged and registry.known(logged):
             rivals.add(logged)
         rivals |= cluster_devices[unit.cluster]
+        rivals |= near.get(frame, set())  # any camera, anywhere, whose own frames hash near this one
         rivals.discard(source)
         if fraction.get(frame, 1.0) < 1.0:  # truncated: compare only the thumbnail rows that decoded
             problem, best = _check_rows(frame, fraction[frame], source, rivals, logged, requested, thumbs, whole.ids, params)
@@ -581,8 +585,15 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
             else:
                 a.update(reason=REVIEW_PREFIX + problem[0], candidates=json.dumps(sorted({source, *problem[1]})))
             continue
+        p_wrong = _tail(impostor, best)
+        if p_wrong > params.max_p_wrong:  # controlled per accusation: this one is too likely wrong
+            rejected += 1
+            a.update(source_device=None, source_home=None, attribution=None, confidence=None,
+                     reason=REVIEW_PREFIX + f"different cameras in this incident match as well ({p_wrong:.2f} of them)",
+                     candidates=json.dumps(sorted({source, *rivals})[:8]))
+            continue
         verified += 1
-        a["p_wrong"] = _tail(impostor, best)
+        a["p_wrong"] = p_wrong
     return verified, rejected, 0.0
 
 
@@ -591,6 +602,14 @@ def _trimmed_correlation(x: np.ndarray, y: np.ndarray, keep: float = 0.85) -> fl
     mask = residual <= np.quantile(residual, keep)
     a, b = x[mask] - x[mask].mean(), y[mask] - y[mask].mean()
     return float(a @ b / max(1e-6, float(np.linalg.norm(a) * np.linalg.norm(b))))
+
+
+def _margin(best: float, params: AttributionParams) -> float:
+    """The lead an evidence frame needs over every rival camera: more when its own match is
+    loose. A frame that matches its camera's own frames only at 0.6 (a person in the way, an
+    odd exposure) is a noisy measurement, and on the look-alike simulations such frames led
+    the wrong one of two look-alike cameras by up to 0.13."""
+    return params.verify_margin + params.margin_slope * max(0.0, 1.0 - best)
 
 
 def _check(frame: str, source: str, rivals: set[str], logged: str | None, requested: set[str], feats: _Feats,
@@ -612,7 +631,7 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
                 return (f"{rival}, which the recipient could have been shown, has no frames of its own to compare with",
                         [rival]), best
             continue
-        if score > best - params.verify_margin:
+        if score > best - _margin(best, params):
             close.append(rival)
     if close:
         return (f"could be {', '.join(close)} as well as {source}", close), best
@@ -631,6 +650,45 @@ def _check_rows(frame: str, decoded: float, source: str, rivals: set[str], logge
     wanted = sorted({frame, *(f for m in local_ids.values() for f in m)})
     feats = dict(zip(wanted, zip(*_features([thumbs[f] for f in wanted], rows))))
     return _check(frame, source, rivals, logged, requested, _Feats(local_ids, feats), params)
+
+
+def _hash_near_devices(case: Case, frames: list[str], exemplars: dict[str, list[str]], params: AttributionParams,
+                       per_device: int = 16, reach: int = 182, most: int = 8) -> dict[str, set[str]]:
+    """For each evidence frame, the devices (at most `most`, nearest first) with an own frame
+    within `reach` (pHash + 4 x dHash, the stage-3 candidate bound): the cameras it could be
+    confused with although the clustering put them elsewhere. Cost: frames x sampled exemplars."""
+    from .cluster import _score_chunks, hex_to_words
+    sample = {d: m[:: max(1, len(m) // per_device)][:per_device] for d, m in exemplars.items()}
+    wanted = set(frames) | {f for m in sample.values() for f in m}
+    hashes: dict[str, tuple[str, str]] = {}
+    ids = sorted(wanted)
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        hashes.update((r[0], (r[1], r[2])) for r in case.db.execute(
+            f"select frame_id, phash, dhash from fingerprints where phash is not null and frame_id in ({','.join('?' * len(part))})",
+            part).fetchall())
+    queries = [f for f in frames if f in hashes]
+    targets = [(d, f) for d in sorted(sample) for f in sample[d] if f in hashes]
+    out: dict[str, set[str]] = {}
+    if not queries or not targets:
+        return out
+    qp, qd = hex_to_words(hashes[f][0] for f in queries), hex_to_words(hashes[f][1] for f in queries)
+    tp, td = hex_to_words(hashes[f][0] for _, f in targets), hex_to_words(hashes[f][1] for _, f in targets)
+    owner = np.array([d for d, _ in targets])
+    for rows, score in _score_chunks(qp, qd, tp, td, 4):
+        for k, row in enumerate(rows.tolist()):
+            hit = np.nonzero(score[k] <= reach)[0]
+            if not len(hit):
+                continue
+            ranked = hit[np.argsort(score[k][hit], kind="stable")]
+            devices: list[str] = []
+            for d in owner[ranked].tolist():
+                if d not in devices:
+                    devices.append(d)
+                if len(devices) >= most:
+                    break
+            out[queries[row]] = set(devices)
+    return out
 
 
 def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400) -> np.ndarray:
