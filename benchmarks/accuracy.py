@@ -97,9 +97,13 @@ def incident_for(cache: Path, homes: int, difficulty: str, lookalike: float, see
 
 
 def run(seed: int, difficulty: str, homes: int, hours: int, cache: Path, lookalike: float = 0.0,
-        references: bool = True) -> dict:
+        references: bool = True, reuse: bool = False, with_naive: bool = True) -> dict:
     out, truth = incident_for(cache, homes, difficulty, lookalike, seed, hours)
     case_path = out / f"case{'' if references else '-norefs'}.db"
+    if reuse and case_path.exists():  # fingerprints and clusters kept: only attribution again
+        with Case(case_path) as case:
+            if case.count("runs", "command = 'cluster' and status = 'ok'"):
+                return _score(case, out, truth, homes, difficulty, lookalike, references, seed, with_naive, attribute_only=True)
     case_path.unlink(missing_ok=True)
     inputs = pipeline.TriageInputs(
         devices=[out / "devices.csv"],
@@ -109,11 +113,20 @@ def run(seed: int, difficulty: str, homes: int, hours: int, cache: Path, lookali
     with Case(case_path) as case:
         started = time.monotonic()
         pipeline.triage(case, inputs)
+        return _score(case, out, truth, homes, difficulty, lookalike, references, seed, with_naive,
+                      seconds=time.monotonic() - started)
+
+
+def _score(case: Case, out: Path, truth: dict, homes: int, difficulty: str, lookalike: float, references: bool,
+           seed: int, with_naive: bool, seconds: float | None = None, attribute_only: bool = False) -> dict:
+    if attribute_only:
+        started = time.monotonic()
+        pipeline.run_attribute(case)
         seconds = time.monotonic() - started
-        score = score_case(case, out / "truth.json")
-        review = case.count("attributions", "candidates is not null")
-        expected = round(case.db.execute("select coalesce(sum(p_wrong), 0) from exposures").fetchone()[0], 3)
-        baseline = naive(case, truth)
+    score = score_case(case, out / "truth.json")
+    review = case.count("attributions", "candidates is not null")
+    expected = round(case.db.execute("select coalesce(sum(p_wrong), 0) from exposures").fetchone()[0], 3)
+    baseline = naive(case, truth) if with_naive else {"precision": None, "recall": None, "accuracy_informative": None}
     pairs, snaps = score["exposure_pairs"], score["snapshot_attribution"]
     return {"homes": homes, "difficulty": difficulty, "lookalike": lookalike, "refs": int(references), "seed": seed,
             "snapshots": truth["counts"]["snapshots"], "true_pairs": pairs["true"], "reported": pairs["reported"],
@@ -121,6 +134,7 @@ def run(seed: int, difficulty: str, homes: int, hours: int, cache: Path, lookali
             "precision": pairs["precision"], "recall": pairs["recall"], "recall_informative": pairs["recall_informative"],
             "accuracy_informative": snaps["accuracy_informative"], "wrong_frames": snaps["wrong"], "review_frames": review,
             "mixups_reported": pairs["home_mixups_reported"], "triage_s": round(seconds, 1),
+            "stage": "attribute" if attribute_only else "triage",
             "naive_precision": baseline["precision"], "naive_recall": baseline["recall"],
             "naive_accuracy_informative": baseline["accuracy_informative"]}
 
@@ -143,6 +157,9 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=24)
     parser.add_argument("--grid", action="store_true", help="the issue-12 grid of sizes, difficulties and look-alike shares")
     parser.add_argument("--max-homes", type=int, default=None, help="with --grid: leave out the cells above this size")
+    parser.add_argument("--reuse-cases", action="store_true",
+                        help="where a cell's case file is already fingerprinted and clustered, only attribute again")
+    parser.add_argument("--no-naive", action="store_true", help="leave out the naive baseline (it decodes every frame)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "camleak-accuracy-cache")
     args = parser.parse_args()
     if args.grid:
@@ -152,12 +169,12 @@ def main() -> None:
                  for refs in ((True, False) if args.no_references else (True,)) for s in args.seeds]
     columns = ["homes", "difficulty", "lookalike", "refs", "seed", "snapshots", "true_pairs", "reported", "false_pairs",
                "expected_false", "precision", "recall", "recall_informative", "accuracy_informative", "wrong_frames", "review_frames",
-               "mixups_reported", "naive_precision", "naive_recall", "naive_accuracy_informative", "triage_s"]
+               "mixups_reported", "naive_precision", "naive_recall", "naive_accuracy_informative", "triage_s", "stage"]
     print("\t".join(columns), flush=True)
     args.cache.mkdir(parents=True, exist_ok=True)
     rows = []
     for homes, difficulty, lookalike, refs, seed in cells:
-        row = run(seed, difficulty, homes, args.hours, args.cache, lookalike, refs)
+        row = run(seed, difficulty, homes, args.hours, args.cache, lookalike, refs, args.reuse_cases, not args.no_naive)
         rows.append(row)
         print("\t".join(str(row[c]) for c in columns), flush=True)
     by_cell: dict[tuple, list[dict]] = defaultdict(list)
