@@ -64,7 +64,7 @@ class AttributionParams:
     verify_min: float = 0.80  # correlation of an evidence frame with its device's own frames
     verify_margin: float = 0.06  # ...and every other camera it could be this much worse (edge correlation)
     exemplars: int = 48  # own frames per device kept for verification
-    margin_slope: float = 0.5  # ...plus this x (1 - its own edge correlation)
+    margin_slope: float = 0.35  # ...plus this x (1 - its own edge correlation)
     max_p_wrong: float = 1.0  # (1: off) an accusation needs its evidence to beat this share of different-camera pairs
 
     def signature(self) -> str:
@@ -403,7 +403,7 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
                 scores.append((edges, grey, d))
             scores.sort(reverse=True)
             (best, grey, device), (second, _, runner) = scores[0], scores[1]
-            if grey >= params.split_min and best - second >= params.split_margin + params.margin_slope * max(0.0, 1.0 - best):
+            if grey >= params.split_min and best - second >= params.split_margin:  # verification has the final word
                 placed.append((u, device))
             else:
                 u.review = [device, runner]
