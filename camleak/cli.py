@@ -79,6 +79,7 @@ _state: dict[str, Any] = {"debug": False, "wait": 0.0}
 CaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite); created if missing.")]
 ExistingCaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite).")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes for fingerprinting (default: all cores).")]
+DaskOpt = Annotated[Optional[str], typer.Option("--dask", envvar="CAMLEAK_DASK", help="Fingerprint on this dask.distributed scheduler (tcp://host:port; needs camleak[dask]); workers read object-storage snapshots themselves.")]
 ScopeOpt = Annotated[AccessScope, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
 FailOpt = Annotated[bool, typer.Option("--fail-on-exposure", help="Exit with code 3 when exposures are found.")]
 FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable).")]
@@ -166,8 +167,9 @@ def _open_case(path: Path, create: bool = False) -> Case:
     return Case(path, create=create, wait=_state.get("wait") or 0.0)
 
 
-def _settings(workers: int | None, scope: AccessScope) -> pipeline.TriageSettings:
-    return pipeline.TriageSettings(attribution=AttributionParams(access_scope=scope.value), workers=workers)
+def _settings(workers: int | None, scope: AccessScope, dask: str | None = None) -> pipeline.TriageSettings:
+    return pipeline.TriageSettings(attribution=AttributionParams(access_scope=scope.value), workers=workers,
+                                   dask=(dask or "").strip() or None)
 
 
 def _finish(case: Case, fail_on_exposure: bool, quiet: bool = False) -> None:
@@ -189,6 +191,7 @@ def triage(
     references: Annotated[Optional[list[str]], typer.Option("--references", help="Reference frames known to come from a device: <device_id>/image layout or manifest; a path or http(s) URL (repeatable).")] = None,
     field: FieldOpt = None,
     workers: WorkersOpt = None,
+    dask: DaskOpt = None,
     access_scope: ScopeOpt = AccessScope.home,
     fail_on_exposure: FailOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
@@ -199,7 +202,7 @@ def triage(
     backoff: BackoffOpt = 0.5,
 ) -> None:
     """Run every stage on the given inputs and print the summary. Remote inputs are pulled first."""
-    settings = _settings(workers, access_scope)
+    settings = _settings(workers, access_scope, dask)
     field_map = parse_field_map(field)
     sources = {"devices": devices, "logs": logs, "snapshots": snapshots, "references": references or []}
     with _open_case(case, create=True) as c:
@@ -315,10 +318,10 @@ def _label(source: str) -> str:
 
 @app.command()
 @handle_errors
-def fingerprint(case: ExistingCaseOpt, workers: WorkersOpt = None) -> None:
+def fingerprint(case: ExistingCaseOpt, workers: WorkersOpt = None, dask: DaskOpt = None) -> None:
     """Fingerprint every frame not yet fingerprinted with the current parameters."""
     with _open_case(case) as c:
-        stdout.print(json.dumps(pipeline.run_fingerprint(c, _settings(workers, AccessScope.home), _rich_progress), sort_keys=True))
+        stdout.print(json.dumps(pipeline.run_fingerprint(c, _settings(workers, AccessScope.home, dask), _rich_progress), sort_keys=True))
 
 
 @app.command()
