@@ -58,9 +58,10 @@ def ingest_prefix(case: Case, url: str, kind: str, role: str, progress: Progress
     if row:
         input_id = row[0]
     else:
-        case.db["inputs"].insert({"kind": kind, "path": location.label, "size": 0, "sha256": digest,
-                                  "ingested_at": utcnow(), "status": "partial", "items": 0, "skipped": 0})
-        input_id = case.db["inputs"].last_pk
+        table = case.db["inputs"]
+        table.insert({"kind": kind, "path": location.label, "size": 0, "sha256": digest,
+                      "ingested_at": utcnow(), "status": "partial", "items": 0, "skipped": 0})
+        input_id = table.last_pk
         case.db["listings"].insert({"input_id": input_id, "source": location.label, "cursor": None, "pages": 0,
                                     "objects": 0, "status": "listing"})
         case.db.conn.commit()
