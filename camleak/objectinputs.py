@@ -69,7 +69,8 @@ def ingest_prefix(case: Case, url: str, kind: str, role: str, progress: Progress
     worker = _Ingest(case, location, input_id, kind, role, progress, one_pass, field_map or {})
     worker.run()
     items, skipped = case.db.execute(
-        "select count(*) filter (where frame_id is not null and status = 'done' and kind in ('image', 'undecodable')), "
+        "select count(*) filter (where status = 'done' and (kind = 'log' or frame_id is not null "
+        "and kind in ('image', 'undecodable') and detail is null)), "
         "count(*) filter (where status = 'skipped') from objects where input_id = ?", [input_id]).fetchone()
     size = case.db.execute("select coalesce(sum(size), 0) from objects where input_id = ?", [input_id]).fetchone()[0]
     with case.db.conn:
@@ -85,6 +86,7 @@ class _Ingest:
         self.case, self.location, self.input_id, self.kind, self.role = case, location, input_id, kind, role
         self.progress, self.one_pass, self.field_map = progress, one_pass, field_map
         self.duplicates = 0
+        self.submitted_upto = 0  # object ids up to this one were handed to the reader
         self.reader = _reader(location, one_pass)
 
     # -- listing ------------------------------------------------------------------------
@@ -151,14 +153,16 @@ class _Ingest:
 
     # -- reading ------------------------------------------------------------------------
     def _process_listed(self) -> None:
-        last = 0
+        """Submit every listed object not yet submitted in this run (results may still be in
+        flight: they are applied when they come back)."""
+        last = self.submitted_upto
         while True:
             rows = self.case.db.execute(
                 "select id, key from objects where input_id = ? and status = 'listed' and id > ? order by id limit ?",
                 [self.input_id, last, objectstore.READ_BATCH * 8]).fetchall()
             if not rows:
                 return
-            last = rows[-1][0]
+            last = self.submitted_upto = rows[-1][0]
             for start in range(0, len(rows), objectstore.READ_BATCH):
                 batch = [(str(oid), self.location.protocol, self.location.path(key)) for oid, key in rows[start:start + objectstore.READ_BATCH]]
                 self._apply(self.reader.submit(batch))

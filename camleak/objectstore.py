@@ -103,11 +103,23 @@ def _missing(protocol: str, label: str, exc: BaseException) -> MissingExtra:
                         f"the driver for {protocol}")
 
 
-@functools.lru_cache(maxsize=None)
 def filesystem(protocol: str, label: str = "") -> Any:
-    """One fsspec filesystem per protocol and process (workers build their own), from the
-    cloud's standard credential chain. S3 without credentials anywhere in the chain is read
-    anonymously (public buckets, or a server with anonymous read)."""
+    """One fsspec filesystem per protocol, endpoint and credential environment in a process
+    (workers build their own), from the cloud's standard credential chain. S3 without
+    credentials anywhere in the chain is read anonymously (public buckets, or a server that
+    allows anonymous reads)."""
+    environment = tuple(os.environ.get(name) for name in _CHAIN_ENV)
+    return _filesystem(protocol, hashlib.sha256(repr(environment).encode()).hexdigest(), label)
+
+
+# The variables the credential chains read first; a change of any gives a new filesystem.
+_CHAIN_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+              "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
+              "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_CONNECTION_STRING")
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(protocol: str, environment: str, label: str) -> Any:
     try:
         import fsspec
     except ImportError as exc:
@@ -121,7 +133,7 @@ def filesystem(protocol: str, label: str = "") -> Any:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
         anon = botocore.session.Session().get_credentials() is None
         return s3fs.S3FileSystem(
-            anon=anon, endpoint_url=endpoint, skip_instance_cache=False,
+            anon=anon, endpoint_url=endpoint, skip_instance_cache=True,
             config_kwargs={"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5,
                            "read_timeout": 30})
     try:
@@ -157,8 +169,9 @@ def _permanent(exc: BaseException) -> bool:
                                          "Forbidden", "403"))
 
 
-def retrying(call: Callable[[], Any], what: str, patience: Patience = PATIENCE) -> Any:
+def retrying(call: Callable[[], Any], what: str, patience: Patience | None = None) -> Any:
     """`call()` with exponential backoff on transient trouble; the last error names `what`."""
+    patience = patience or PATIENCE
     for attempt in range(patience.attempts):
         try:
             return call()
@@ -188,7 +201,7 @@ class ObjectInfo:
     version: str | None
 
 
-def pages(location: Location, after: str | None, page_size: int = PAGE) -> Iterator[list[ObjectInfo]]:
+def pages(location: Location, after: str | None, page_size: int | None = None) -> Iterator[list[ObjectInfo]]:
     """Pages of objects below the prefix in key order, starting after key `after`.
 
     S3 (and S3-compatible servers) page with ListObjectsV2's StartAfter, which needs no
@@ -196,6 +209,7 @@ def pages(location: Location, after: str | None, page_size: int = PAGE) -> Itera
     restart. Other drivers are walked folder by folder (one folder's listing held at a time).
     """
     fs = filesystem(location.protocol, location.label)
+    page_size = page_size or PAGE
     if any(c in location.prefix for c in "*?["):
         found = retrying(lambda: fs.glob(location.path(location.prefix), detail=True), f"{location.label}: listing")
         infos = sorted((_info(location, name, info) for name, info in found.items() if info.get("type") != "directory"),
