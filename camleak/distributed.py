@@ -62,8 +62,8 @@ class DaskPool:
         self._objects = None
 
     def __enter__(self) -> "DaskPool":
+        self.client = _client(self.address)  # a missing extra is named here
         from distributed import as_completed
-        self.client = _client(self.address)
         threads = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
         if threads == 0:
             self.client.wait_for_workers(1, timeout=60)

@@ -104,7 +104,7 @@ def run_attribute(case: Case, settings: TriageSettings = TriageSettings()) -> di
 def triage(case: Case, inputs: TriageInputs, settings: TriageSettings = TriageSettings(),
            progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Run every stage; returns each stage's counts. Each stage is also its own run."""
-    with case.run("triage", {"inputs": inputs.__dict__, "workers": settings.workers,
+    with case.run("triage", {"inputs": inputs.__dict__, "workers": settings.workers, "dask": settings.dask,
                              "access_scope": settings.attribution.access_scope}) as run:
         run["ingest"] = run_ingest(case, inputs, progress, settings)
         run["fingerprint"] = run_fingerprint(case, settings, progress)
