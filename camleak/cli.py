@@ -228,7 +228,7 @@ def ingest_devices_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argum
 
 @ingest_app.command("logs")
 @handle_errors
-def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Log exports or folders of parts.")], field: FieldOpt = None) -> None:
+def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[str], typer.Argument(help="Log exports, folders of parts, or object-storage URLs (s3://bucket/prefix/).")], field: FieldOpt = None) -> None:
     """Ingest delivery-log exports; repeated events (same request_id and event) count once."""
     from .ingest import ingest_logs
     field_map = parse_field_map(field)
@@ -240,7 +240,7 @@ def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument
 
 @ingest_app.command("snapshots")
 @handle_errors
-def ingest_snapshots_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Snapshot archives or folders.")]) -> None:
+def ingest_snapshots_cmd(case: CaseOpt, sources: Annotated[list[str], typer.Argument(help="Snapshot archives, folders, or object-storage prefixes (s3://bucket/prefix/).")]) -> None:
     """Ingest snapshot archives: each image under its snapshot key (file stem or manifest.jsonl)."""
     from .ingest import ingest_snapshots
     with _open_case(case, create=True) as c, c.run("ingest snapshots", {"sources": sources}) as run:
@@ -251,7 +251,7 @@ def ingest_snapshots_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Arg
 
 @ingest_app.command("references")
 @handle_errors
-def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Reference archives or folders.")]) -> None:
+def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[str], typer.Argument(help="Reference archives, folders, or object-storage prefixes (<device_id>/ below it).")]) -> None:
     """Ingest reference frames: images known to come from a device (<device_id>/image)."""
     from .ingest import ingest_references
     with _open_case(case, create=True) as c, c.run("ingest references", {"sources": sources}) as run:
