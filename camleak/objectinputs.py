@@ -68,6 +68,12 @@ def ingest_prefix(case: Case, url: str, kind: str, role: str, progress: Progress
     stats.new_files = 1
     worker = _Ingest(case, location, input_id, kind, role, progress, one_pass, field_map or {})
     worker.run()
+    if not case.db.execute("select count(*) from objects where input_id = ?", [input_id]).fetchone()[0]:
+        with case.db.conn:
+            case.db.execute("delete from listings where input_id = ?", [input_id])
+            case.db.execute("delete from inputs where id = ?", [input_id])
+        raise InputError(f"{location.label}: no objects there (an empty prefix, a wrong bucket path or a glob "
+                         "that matched nothing)")
     items, skipped = case.db.execute(
         "select count(*) filter (where status = 'done' and (kind = 'log' or frame_id is not null "
         "and kind in ('image', 'undecodable') and detail is null)), "

@@ -274,3 +274,16 @@ def test_the_core_import_stays_lean():
     code = "import sys, camleak.cli, camleak.pipeline; print(sorted(m for m in ('s3fs', 'fsspec', 'distributed', 'dask', 'botocore') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_empty_prefix_and_a_missing_bucket_are_named(tiny_incident, bucket, tmp_path, monkeypatch):
+    server, _ = bucket
+    _clean_env(monkeypatch, server.endpoint)
+    base = ["triage", "--case", str(tmp_path / "c.db"), "--devices", str(tiny_incident.devices),
+            "--logs", str(tiny_incident.logs[0])]
+    result = runner.invoke(app, base + ["--snapshots", f"s3://{BUCKET}/nothing-here/"])
+    assert result.exit_code == 1, result.output
+    assert f"s3://{BUCKET}/nothing-here/" in result.output and "no objects" in result.output
+    result = runner.invoke(app, base + ["--snapshots", "s3://no-such-bucket-14/snaps/"])
+    assert result.exit_code == 1, result.output
+    assert "s3://no-such-bucket-14/snaps/" in result.output
