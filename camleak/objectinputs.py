@@ -117,6 +117,16 @@ class _Ingest:
     def _commit_page(self, page: list[objectstore.ObjectInfo]) -> None:
         rows = []
         claimed: dict[str, str] = {}
+        keys = [info.key for info in page]
+        have = set()
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            have.update(r[0] for r in self.case.db.execute(
+                f"select key from objects where input_id = ? and key in ({', '.join('?' * len(part))})",
+                [self.input_id, *part]))
+        page = [info for info in page if info.key not in have]  # a resumed listing's overlap
+        if not page:
+            return
         planned = [(info, self._planned_frame(info.key)) for info in page]
         ids = sorted({f for _, f in planned if f})
         taken = set()

@@ -221,12 +221,12 @@ def pages(location: Location, after: str | None, page_size: int | None = None) -
     if location.protocol in ("s3", "s3a"):
         yield from _s3_pages(fs, location, after, page_size)
         return
+    # Folder by folder: walk order is not key order, so a resumed walk lists from the start
+    # and the case drops the objects it already has (listing costs no reads).
     root = location.path(location.prefix)
     for folder, _dirs, files in fs.walk(root, detail=True):
-        _dirs_sorted = sorted(_dirs) if isinstance(_dirs, list) else _dirs
         infos = sorted((_info(location, info.get("name", f"{folder}/{name}"), info) for name, info in files.items()),
                        key=lambda o: o.key)
-        infos = [o for o in infos if after is None or o.key > after]
         for start in range(0, len(infos), page_size):
             yield infos[start:start + page_size]
 

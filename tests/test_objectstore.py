@@ -287,3 +287,17 @@ def test_an_empty_prefix_and_a_missing_bucket_are_named(tiny_incident, bucket, t
     result = runner.invoke(app, base + ["--snapshots", "s3://no-such-bucket-14/snaps/"])
     assert result.exit_code == 1, result.output
     assert "s3://no-such-bucket-14/snaps/" in result.output
+
+
+def test_a_file_url_on_a_shared_path_is_walked_like_a_bucket(tiny_incident, local_report, tmp_path):
+    """Any fsspec URL: `file://` (a path every Dask worker mounts) goes through the same
+    listing, reading and provenance as a bucket (fsspec's walk instead of S3 pages)."""
+    import fsspec
+    fs = fsspec.filesystem("file", auto_mkdir=True)
+    root = tmp_path / "share"
+    urls = upload_incident(fs, str(root), tiny_incident)
+    urls = {role: [u.replace(f"s3://{root}", f"file://{root}") for u in items] for role, items in urls.items()}
+    case = tmp_path / "shared.db"
+    result = runner.invoke(app, s3_args(tiny_incident, urls, case))
+    assert result.exit_code == 0, result.output
+    assert comparable(case) == local_report
