@@ -96,7 +96,7 @@ def main() -> None:
                 r = run_once(url, root, "local-pool-2", lambda: HashPool(DEFAULT_PARAMS, 2))
                 results.setdefault(r["label"], []).append(r)
             for n in (1, 2):
-                with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=40) as cluster, Client(cluster) as client:
                     for _ in range(args.repeat):
                         r = run_once(url, root, f"dask-{n}-worker", lambda: _dask(cluster.scheduler_address), client)

@@ -234,7 +234,7 @@ def test_dask_two_workers_give_the_local_report_even_when_a_worker_dies(tiny_inc
     server, urls = bucket
     _clean_env(monkeypatch, server.endpoint)  # the workers inherit the endpoint, not any secret
     marker = tmp_path / "died"
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=50) as cluster, distributed.Client(cluster) as client:
         from distributed.diagnostics.plugin import WorkerPlugin
 
