@@ -82,6 +82,7 @@ _state: dict[str, Any] = {"debug": False, "wait": 0.0}
 CaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite); created if missing.")]
 ExistingCaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite).")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes for fingerprinting (default: all cores).")]
+DaskOpt = Annotated[Optional[str], typer.Option("--dask", envvar="CAMLEAK_DASK", help="Fingerprint on this dask.distributed scheduler (tcp://host:port; needs camleak[dask]); workers read object-storage snapshots themselves.")]
 ScopeOpt = Annotated[AccessScope, typer.Option("--access-scope", help="'home': an account may see every camera of a home it has access to; 'device': only the devices it owns or is shared on.")]
 FailOpt = Annotated[bool, typer.Option("--fail-on-exposure", help="Exit with code 3 when exposures are found.")]
 FieldOpt = Annotated[Optional[list[str]], typer.Option("--field", "-f", help="Map a canonical log field to a dotted path in the export, e.g. account_id=jsonPayload.agentUserId (repeatable); replaces the detected format's path for that field.")]
@@ -187,8 +188,9 @@ def _open_case(path: Path, create: bool = False) -> Case:
     return Case(path, create=create, wait=_state.get("wait") or 0.0)
 
 
-def _settings(workers: int | None, scope: AccessScope) -> pipeline.TriageSettings:
-    return pipeline.TriageSettings(attribution=AttributionParams(access_scope=scope.value), workers=workers)
+def _settings(workers: int | None, scope: AccessScope, dask: str | None = None) -> pipeline.TriageSettings:
+    return pipeline.TriageSettings(attribution=AttributionParams(access_scope=scope.value), workers=workers,
+                                   dask=(dask or "").strip() or None)
 
 
 def _finish(case: Case, fail_on_exposure: bool, quiet: bool = False) -> None:
@@ -231,6 +233,7 @@ def triage(
     field: FieldOpt = None,
     log_format: LogFormatOpt = LogFormat.auto,
     workers: WorkersOpt = None,
+    dask: DaskOpt = None,
     access_scope: ScopeOpt = AccessScope.home,
     fail_on_exposure: FailOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
@@ -241,7 +244,7 @@ def triage(
     backoff: BackoffOpt = 0.5,
 ) -> None:
     """Run every stage on the given inputs and print the summary. Remote inputs are pulled first."""
-    settings = _settings(workers, access_scope)
+    settings = _settings(workers, access_scope, dask)
     field_map = parse_field_map(field)
     sources = {"devices": devices, "logs": logs, "snapshots": snapshots, "references": references or []}
     with _open_case(case, create=True) as c:
@@ -267,7 +270,7 @@ def ingest_devices_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argum
 
 @ingest_app.command("logs")
 @handle_errors
-def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Log exports or folders of parts.")], field: FieldOpt = None, log_format: LogFormatOpt = LogFormat.auto) -> None:
+def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[str], typer.Argument(help="Log exports, folders of parts, or object-storage URLs (s3://bucket/prefix/).")], field: FieldOpt = None, log_format: LogFormatOpt = LogFormat.auto) -> None:
     """Ingest delivery-log exports; repeated events (same request_id and event) count once."""
     from .ingest import ingest_logs
     field_map = parse_field_map(field)
@@ -279,7 +282,7 @@ def ingest_logs_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument
 
 @ingest_app.command("snapshots")
 @handle_errors
-def ingest_snapshots_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Snapshot archives or folders.")]) -> None:
+def ingest_snapshots_cmd(case: CaseOpt, sources: Annotated[list[str], typer.Argument(help="Snapshot archives, folders, or object-storage prefixes (s3://bucket/prefix/).")]) -> None:
     """Ingest snapshot archives: each image under its snapshot key (file stem or manifest.jsonl)."""
     from .ingest import ingest_snapshots
     with _open_case(case, create=True) as c, c.run("ingest snapshots", {"sources": sources}) as run:
@@ -290,7 +293,7 @@ def ingest_snapshots_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Arg
 
 @ingest_app.command("references")
 @handle_errors
-def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[Path], typer.Argument(help="Reference archives or folders.")]) -> None:
+def ingest_references_cmd(case: CaseOpt, sources: Annotated[list[str], typer.Argument(help="Reference archives, folders, or object-storage prefixes (<device_id>/ below it).")]) -> None:
     """Ingest reference frames: images known to come from a device (<device_id>/image)."""
     from .ingest import ingest_references
     with _open_case(case, create=True) as c, c.run("ingest references", {"sources": sources}) as run:
@@ -358,10 +361,10 @@ def _label(source: str) -> str:
 
 @app.command()
 @handle_errors
-def fingerprint(case: ExistingCaseOpt, workers: WorkersOpt = None) -> None:
+def fingerprint(case: ExistingCaseOpt, workers: WorkersOpt = None, dask: DaskOpt = None) -> None:
     """Fingerprint every frame not yet fingerprinted with the current parameters."""
     with _open_case(case) as c:
-        stdout.print(json.dumps(pipeline.run_fingerprint(c, _settings(workers, AccessScope.home), _rich_progress), sort_keys=True))
+        stdout.print(json.dumps(pipeline.run_fingerprint(c, _settings(workers, AccessScope.home, dask), _rich_progress), sort_keys=True))
 
 
 @app.command()

@@ -398,6 +398,7 @@ def fingerprint_case(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    dask: str | None = None,
 ) -> FingerprintStats:
     """Fingerprint every frame that has no fingerprint under the current parameters."""
     signature = params.signature()
@@ -416,9 +417,9 @@ def fingerprint_case(
     if pending:
         inputs = {r["id"]: r for r in case.db.query("select id, path, kind from inputs")}
         missing: list[tuple[int, str, str]] = []
-        batches = _batches(inputs, todo, missing)
+        batches = _batches(inputs, todo, missing, remote=dask is not None)
         table = case.table("fingerprints")
-        for rows in _map(batches, params, workers):
+        for rows in _map(batches, params, workers, dask, missing):
             for row in rows:
                 row["params"] = signature
                 stats.fingerprinted += 1
@@ -437,12 +438,27 @@ def fingerprint_case(
     return stats
 
 
+class ObjectTasks(list):
+    """(frame id, protocol, path) of frames a worker reads itself (object storage)."""
+
+    input_id: int = 0
+    url: str = ""
+    members: dict[str, str] = {}
+
+
 def _batches(
-    inputs: dict[int, dict], todo: dict[int, dict[str, str]], missing: list[tuple[int, str, str]]
-) -> Iterator[list[tuple[str, bytes]]]:
+    inputs: dict[int, dict], todo: dict[int, dict[str, str]], missing: list[tuple[int, str, str]],
+    remote: bool = False,
+) -> Iterator[list[tuple[str, bytes]] | ObjectTasks]:
     """Stream members that need work straight from each archive, in batches."""
     for input_id in sorted(todo):
         wanted = dict(todo[input_id])
+        if _is_object_input(inputs[input_id]["path"]):  # object storage (issue 14): read by key
+            if remote:
+                yield from _object_tasks(inputs[input_id]["path"], input_id, wanted)
+            else:
+                yield from _object_batches(inputs[input_id]["path"], input_id, wanted, missing)
+            continue
         path = Path(inputs[input_id]["path"])
         if not path.exists():
             raise InputError(f"{path}: archive recorded in the case is gone; cannot fingerprint its frames")
@@ -462,13 +478,78 @@ def _batches(
         missing.extend((input_id, str(path), name) for name in wanted)
 
 
-def _map(batches: Iterable[list[tuple[str, bytes]]], params: FingerprintParams, workers: int | None) -> Iterator[list[dict]]:
-    with HashPool(params, workers) as pool:
+def _is_object_input(path: str) -> bool:
+    from .objectstore import is_object_url
+    return is_object_url(path)
+
+
+def _object_batches(url: str, input_id: int, wanted: dict[str, str],
+                    missing: list[tuple[int, str, str]]) -> Iterator[list[tuple[str, bytes]]]:
+    """Frames of an object-storage input, read a batch of keys at a time."""
+    from . import objectstore
+    location = objectstore.parse(url)
+    members = sorted(wanted)
+    for start in range(0, len(members), BATCH_SIZE):
+        keys = members[start:start + BATCH_SIZE]
+        got = objectstore.read_many(location.protocol, [location.path(k) for k in keys], location.label)
+        batch = []
+        for key in keys:
+            value = got.get(location.path(key))
+            if isinstance(value, bytes):
+                batch.append((wanted[key], value))
+            elif isinstance(value, FileNotFoundError) or value is None:
+                missing.append((input_id, url, key))
+            else:
+                raise InputError(f"{url}: {key} could not be read ({value}); run the same command again to resume")
+        if batch:
+            yield batch
+
+
+def _object_tasks(url: str, input_id: int, wanted: dict[str, str]) -> Iterator[ObjectTasks]:
+    from . import objectstore
+    location = objectstore.parse(url)
+    members = sorted(wanted)
+    for start in range(0, len(members), BATCH_SIZE * 2):
+        tasks = ObjectTasks((wanted[k], location.protocol, location.path(k)) for k in members[start:start + BATCH_SIZE * 2])
+        tasks.input_id, tasks.url = input_id, url
+        tasks.members = {wanted[k]: k for k in members[start:start + BATCH_SIZE * 2]}
+        yield tasks
+
+
+def _map(batches: Iterable[list[tuple[str, bytes]] | ObjectTasks], params: FingerprintParams, workers: int | None,
+         dask: str | None = None, missing: list | None = None) -> Iterator[list[dict]]:
+    if dask is not None:
+        from .distributed import DaskPool
+        pool_cm: Any = DaskPool(dask, params)
+    else:
+        pool_cm = HashPool(params, workers)
+    members: dict[str, tuple[int, str, str]] = {}
+
+    def rows_of(results: list[dict]) -> list[dict]:
+        rows = []
+        for result in results:
+            where = members.pop(result["tag"], (0, "", result["tag"]))
+            if result.get("fingerprint") is not None:
+                rows.append(result["fingerprint"])
+            elif "error" in result and not result.get("gone"):
+                raise InputError(f"{where[1]}: {where[2]} could not be read ({result['error']}); run the same "
+                                 "command again to resume")
+            elif missing is not None:
+                missing.append(where)
+        return rows
+
+    with pool_cm as pool:
         for batch in batches:
+            if isinstance(batch, ObjectTasks):
+                members.update({fid: (batch.input_id, batch.url, key) for fid, key in batch.members.items()})
+                yield rows_of(pool.submit_objects(list(batch)))
+                continue
             for _, rows in pool.submit(batch):
                 yield rows
         for _, rows in pool.drain():
             yield rows
+        if hasattr(pool, "drain_objects"):
+            yield rows_of(pool.drain_objects())
 
 
 def _ignore_sigint() -> None:

@@ -235,6 +235,10 @@ def ingest_logs(
     detected per file); `field_map` replaces the profile's path for the fields it names."""
     field_map = field_map or {}
     total = IngestStats()
+    sources, remote = _split_object_urls(sources)
+    for url in remote:  # object storage (issue 14): listed and downloaded object by object
+        from .objectinputs import ingest_prefix
+        total.add(ingest_prefix(case, url, "logs", "log", progress, None, field_map, log_format))
     for path in expand(sources, what="delivery log", exclude=case.path):
         total.add(
             _guarded(case, "logs", path,
@@ -356,6 +360,10 @@ def ingest_references(case: Case, sources: Iterable[str | Path], progress: Progr
 def _ingest_archives(case: Case, sources: Iterable[str | Path], kind: str, role: str, progress: Progress | None,
                      one_pass: OnePass | None = None) -> IngestStats:
     total = IngestStats()
+    sources, remote = _split_object_urls(sources)
+    for url in remote:  # object storage (issue 14): a prefix of loose images and/or archives
+        from .objectinputs import ingest_prefix
+        total.add(ingest_prefix(case, url, kind, role, progress, one_pass))
     paths, unread = _archive_sources(sources, f"{role} archive", case.path)
     for folder, names in unread:
         _note_once(case, "file_not_read", str(folder),
@@ -365,6 +373,15 @@ def _ingest_archives(case: Case, sources: Iterable[str | Path], kind: str, role:
         total.add(_guarded(case, kind, path,
                            lambda input_id, p=path: _load_frames(case, p, input_id, role, progress, one_pass)))
     return total
+
+
+def _split_object_urls(sources: Iterable[str | Path]) -> tuple[list[str | Path], list[str]]:
+    """Local paths, and object-storage URLs (s3://, gs://, az://, any fsspec URL)."""
+    from .objectstore import is_object_url
+    local, remote = [], []
+    for src in sources:
+        (remote if isinstance(src, str) and is_object_url(src) else local).append(src)
+    return local, remote
 
 
 def _note_once(case: Case, kind: str, path: str, message: str) -> None:

@@ -43,6 +43,7 @@ class TriageSettings:
     cluster: ClusterParams = DEFAULT_CLUSTER_PARAMS
     attribution: AttributionParams = DEFAULT_ATTRIBUTION_PARAMS
     workers: int | None = None
+    dask: str | None = None  # a dask.distributed scheduler for the fingerprint stage (issue 14)
 
 
 def run_ingest(case: Case, inputs: TriageInputs, progress: ProgressFactory = no_progress,
@@ -56,7 +57,7 @@ def run_ingest(case: Case, inputs: TriageInputs, progress: ProgressFactory = no_
         counts["devices"] = ingest.ingest_devices(case, inputs.devices).as_dict()
         with progress("Reading delivery logs", None) as (advance, _):
             counts["logs"] = ingest.ingest_logs(case, inputs.logs, inputs.field_map, advance, inputs.log_format).as_dict()
-        pool = HashPool(settings.fingerprint, settings.workers) if settings is not None else nullcontext()
+        pool = _pool(settings) if settings is not None else nullcontext()
         with pool:
             one_pass = ingest.OnePass(pool) if settings is not None else None
             label = "Reading and fingerprinting" if one_pass else "Reading"
@@ -71,10 +72,18 @@ def run_ingest(case: Case, inputs: TriageInputs, progress: ProgressFactory = no_
     return counts
 
 
+def _pool(settings: TriageSettings):
+    """The local process pool, or a Dask cluster's workers with the same interface."""
+    if settings.dask:
+        from .distributed import DaskPool
+        return DaskPool(settings.dask, settings.fingerprint)
+    return HashPool(settings.fingerprint, settings.workers)
+
+
 def run_fingerprint(case: Case, settings: TriageSettings = TriageSettings(), progress: ProgressFactory = no_progress) -> dict[str, Any]:
     with case.run("fingerprint", {"params": settings.fingerprint.signature(), "workers": settings.workers}) as run:
         with progress("Fingerprinting frames", None) as (advance, set_total):
-            stats = fingerprint_case(case, settings.fingerprint, settings.workers, advance, set_total)
+            stats = fingerprint_case(case, settings.fingerprint, settings.workers, advance, set_total, settings.dask)
         case.set_meta("fingerprint_params", settings.fingerprint.signature())
         run.update(stats.as_dict())
     return stats.as_dict()
@@ -97,7 +106,7 @@ def run_attribute(case: Case, settings: TriageSettings = TriageSettings()) -> di
 def triage(case: Case, inputs: TriageInputs, settings: TriageSettings = TriageSettings(),
            progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Run every stage; returns each stage's counts. Each stage is also its own run."""
-    with case.run("triage", {"inputs": inputs.__dict__, "workers": settings.workers,
+    with case.run("triage", {"inputs": inputs.__dict__, "workers": settings.workers, "dask": settings.dask,
                              "access_scope": settings.attribution.access_scope}) as run:
         run["ingest"] = run_ingest(case, inputs, progress, settings)
         run["fingerprint"] = run_fingerprint(case, settings, progress)
