@@ -2,7 +2,8 @@
 
 `<!-- camleak:command-reference -->` becomes every command, argument and option of the typer app
 with its help text; `<!-- camleak:casefile-schema -->` becomes the tables of
-`camleak.casefile.SCHEMA`. A page keeping its marker unreplaced is impossible: the markers are
+`camleak.casefile.SCHEMA`; `<!-- camleak:report-schema -->` every key of the shipped
+`camleak.report/1` JSON Schema. A page keeping its marker unreplaced is impossible: the markers are
 replaced on every build, `mkdocs serve` included. `tests/test_docs.py` imports this file too.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, Iterator
 
 REFERENCE_MARKER = "<!-- camleak:command-reference -->"
 CASEFILE_MARKER = "<!-- camleak:casefile-schema -->"
+REPORT_MARKER = "<!-- camleak:report-schema -->"
 
 
 # ---------------------------------------------------------------------------------------
@@ -177,10 +179,46 @@ def casefile_tables() -> str:
 
 
 # ---------------------------------------------------------------------------------------
+# The report's keys, from the JSON Schema shipped in the package
+def report_key_paths() -> list[tuple[str, str, bool, str]]:
+    """(path, type, required, description) for every key of camleak.report/1, depth first."""
+    from camleak.reporting import load_schema
+
+    rows: list[tuple[str, str, bool, str]] = []
+
+    def walk(node: dict, path: str) -> None:
+        required = set(node.get("required", ()))
+        for key, sub in node.get("properties", {}).items():
+            here = f"{path}.{key}" if path else key
+            kind = sub.get("type", "")
+            kind = " or ".join(kind) if isinstance(kind, list) else kind
+            if "const" in sub:
+                kind = f"always `{sub['const']}`"
+            elif "enum" in sub:
+                kind = " | ".join(f"`{v}`" for v in sub["enum"])
+            rows.append((here, kind, key in required, sub.get("description", "")))
+            walk(sub, here)
+            if isinstance(sub.get("items"), dict):
+                walk(sub["items"], here + "[]")
+
+    walk(load_schema(), "")
+    return rows
+
+
+def report_keys() -> str:
+    out = ["| key | type | required | description |", "| --- | --- | --- | --- |"]
+    for path, kind, required, description in report_key_paths():
+        out.append(f"| `{path}` | {_cell(kind)} | {'yes' if required else ''} | {_cell(description)} |")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
 # MkDocs entry point
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if REFERENCE_MARKER in markdown:
         markdown = markdown.replace(REFERENCE_MARKER, command_reference())
     if CASEFILE_MARKER in markdown:
         markdown = markdown.replace(CASEFILE_MARKER, casefile_tables())
+    if REPORT_MARKER in markdown:
+        markdown = markdown.replace(REPORT_MARKER, report_keys())
     return markdown

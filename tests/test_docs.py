@@ -105,6 +105,13 @@ def test_casefile_page_shows_every_table_and_column(site):
             assert f"<code>{column}</code>" in found[table], f"{table}.{column}"
 
 
+def test_reports_page_shows_every_key_of_the_report_schema(site):
+    page = html.unescape((site / "reports" / "index.html").read_text())
+    paths = [row[0] for row in hooks.report_key_paths()]
+    assert {"review", "exposures[].p_wrong", "summary.expected_false_pairs"} <= set(paths)
+    assert [p for p in paths if f"<code>{p}</code>" not in page] == []
+
+
 def test_overview_names_every_top_level_command():
     """Getting started has the one-line-per-command overview; a new command needs its line."""
     text = (DOCS / "getting-started.md").read_text()
