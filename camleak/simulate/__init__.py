@@ -2,7 +2,7 @@
 
 camleak's demo, tests and benchmarks need incidents whose ground truth is known:
 which frames came from which camera, which accounts received foreign frames, which
-log lines lie. This module builds such an incident (devices, overlapping log exports,
+log lines lie. This package builds such an incident (devices, overlapping log exports,
 snapshot archives, reference frames) into a folder and writes ``truth.json`` next to
 it, so every other stage can score itself against the truth.
 
