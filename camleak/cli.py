@@ -77,6 +77,13 @@ app.add_typer(inspect_app, name="inspect")
 
 stdout = Console()
 stderr = Console(stderr=True)
+
+
+@functools.lru_cache(maxsize=1)
+def command_catalogue():
+    """This CLI's commands and options as data, for the playbook checks (which must not import the CLI)."""
+    from .commands import from_click
+    return from_click(typer.main.get_command(app))
 _state: dict[str, Any] = {"debug": False, "wait": 0.0}
 
 CaseOpt = Annotated[Path, typer.Option("--case", "-c", help="The incident's case file (SQLite); created if missing.")]
@@ -522,7 +529,7 @@ def playbook_list(dirs: DirOpt = None) -> None:
     broken = 0
     for found in discover(dirs or []):
         try:
-            pb = parse_playbook(read_source(found.source), found.source)
+            pb = parse_playbook(read_source(found.source), found.source, commands=command_catalogue())
             manual = sum(1 for st in pb.steps if st.kind == "manual")
             table.add_row(found.name, escape(pb.title), f"{len(pb.steps) - manual} commands, {manual} checkpoints", escape(found.origin))
         except PlaybookError as exc:
@@ -545,7 +552,7 @@ def playbook_show(
     from .playbook import load, parse_assignments, render_all
     from .playbook_runner import recorded_assignments, run_states
     from .playbook_view import render_checklist, render_markdown_checklist
-    pb = load(name, dirs or [])
+    pb = load(name, dirs or [], commands=command_catalogue())
     assigned = parse_assignments(pb, set_ or [])
     case_path, run, attempts = run_states(pb, assigned)
     # a run in progress shows the commands it runs: the values it was started with
@@ -574,7 +581,7 @@ def playbook_run(
     from .playbook import load, parse_assignments
     from .playbook_runner import RunOptions, run_playbook
     from .playbook_view import announce, ask_checkpoint, render_result
-    pb = load(name, dirs or [])
+    pb = load(name, dirs or [], commands=command_catalogue())
     assigned = parse_assignments(pb, set_ or [])
     unknown = sorted(set(confirm or []) - {st.id for st in pb.steps if st.kind == "manual"})
     if unknown:

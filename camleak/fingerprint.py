@@ -399,8 +399,14 @@ def fingerprint_case(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     dask: str | None = None,
+    pool: Any = None,
 ) -> FingerprintStats:
-    """Fingerprint every frame that has no fingerprint under the current parameters."""
+    """Fingerprint every frame that has no fingerprint under the current parameters.
+
+    `pool`: a pool with `HashPool`'s interface to use instead of local processes (the caller
+    builds a Dask one for `dask`, so this stage never imports the distributed layer above it)."""
+    if dask is not None and pool is None:
+        raise ValueError("fingerprint_case(dask=...) needs the Dask pool to use (pipeline builds it)")
     signature = params.signature()
     stats = FingerprintStats(frames=case.count("frames"))
     todo: dict[int, dict[str, str]] = {}
@@ -419,7 +425,7 @@ def fingerprint_case(
         missing: list[tuple[int, str, str]] = []
         batches = _batches(inputs, todo, missing, remote=dask is not None)
         table = case.table("fingerprints")
-        for rows in _map(batches, params, workers, dask, missing):
+        for rows in _map(batches, params, workers, pool, missing):
             for row in rows:
                 row["params"] = signature
                 stats.fingerprinted += 1
@@ -517,12 +523,8 @@ def _object_tasks(url: str, input_id: int, wanted: dict[str, str]) -> Iterator[O
 
 
 def _map(batches: Iterable[list[tuple[str, bytes]] | ObjectTasks], params: FingerprintParams, workers: int | None,
-         dask: str | None = None, missing: list | None = None) -> Iterator[list[dict]]:
-    if dask is not None:
-        from .distributed import DaskPool
-        pool_cm: Any = DaskPool(dask, params)
-    else:
-        pool_cm = HashPool(params, workers)
+         pool: Any = None, missing: list | None = None) -> Iterator[list[dict]]:
+    pool_cm: Any = pool if pool is not None else HashPool(params, workers)
     members: dict[str, tuple[int, str, str]] = {}
 
     def rows_of(results: list[dict]) -> list[dict]:

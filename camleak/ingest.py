@@ -238,7 +238,8 @@ def ingest_logs(
     sources, remote = _split_object_urls(sources)
     for url in remote:  # object storage (issue 14): listed and downloaded object by object
         from .objectinputs import ingest_prefix
-        total.add(ingest_prefix(case, url, "logs", "log", progress, None, field_map, log_format))
+        total.add(ingest_prefix(case, url, "logs", "log", progress, None, field_map, log_format, stats=IngestStats(files=1),
+                                read_files=lambda _kind, files: ingest_logs(case, files, field_map, progress, log_format)))
     for path in expand(sources, what="delivery log", exclude=case.path):
         total.add(
             _guarded(case, "logs", path,
@@ -363,7 +364,8 @@ def _ingest_archives(case: Case, sources: Iterable[str | Path], kind: str, role:
     sources, remote = _split_object_urls(sources)
     for url in remote:  # object storage (issue 14): a prefix of loose images and/or archives
         from .objectinputs import ingest_prefix
-        total.add(ingest_prefix(case, url, kind, role, progress, one_pass))
+        total.add(ingest_prefix(case, url, kind, role, progress, one_pass, stats=IngestStats(files=1),
+                                read_files=lambda _kind, files: _ingest_archives(case, files, kind, role, progress, one_pass)))
     paths, unread = _archive_sources(sources, f"{role} archive", case.path)
     for folder, names in unread:
         _note_once(case, "file_not_read", str(folder),

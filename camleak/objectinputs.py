@@ -44,13 +44,15 @@ def ensure_tables(case: Case) -> None:
 
 
 def ingest_prefix(case: Case, url: str, kind: str, role: str, progress: Progress | None = None,
-                  one_pass: Any = None, field_map: dict | None = None, log_format: str = "auto"):
-    """Ingest one object URL (a prefix, a glob or one object) as snapshots, references or logs."""
-    from .ingest import IngestStats
+                  one_pass: Any = None, field_map: dict | None = None, log_format: str = "auto", *,
+                  stats: Any, read_files: Callable[..., Any]):
+    """Ingest one object URL (a prefix, a glob or one object) as snapshots, references or logs.
+
+    `stats` (an `ingest.IngestStats`) and `read_files` (how `ingest` reads a downloaded log or
+    archive file) come from the ingest stage that calls this: this module sits below it."""
     location = objectstore.parse(url)
     objectstore.filesystem(location.protocol, location.label)  # a missing extra fails here, exit 1
     ensure_tables(case)
-    stats = IngestStats(files=1)
     digest = hashlib.sha256(f"object-source\0{location.label}".encode()).hexdigest()
     row = case.db.execute("select id, status from inputs where kind = ? and sha256 = ?", [kind, digest]).fetchone()
     if row and row[1] == "complete":
@@ -67,6 +69,7 @@ def ingest_prefix(case: Case, url: str, kind: str, role: str, progress: Progress
         case.db.conn.commit()
     stats.new_files = 1
     worker = _Ingest(case, location, input_id, kind, role, progress, one_pass, field_map or {}, log_format)
+    worker.read_files = read_files
     worker.run()
     if not case.db.execute("select count(*) from objects where input_id = ?", [input_id]).fetchone()[0]:
         with case.db.conn:
@@ -190,7 +193,8 @@ class _Ingest:
     def _apply(self, results: list[dict[str, Any]]) -> None:
         if not results:
             return
-        from .ingest import _FP_COLUMNS
+        from .casefile import SCHEMA
+        fp_columns = tuple(c for c in SCHEMA["fingerprints"][0] if c not in ("frame_id", "params"))
         ids = [int(r["tag"]) for r in results]
         objects = {row[0]: row for row in self.case.db.execute(
             f"select id, key, frame_id, size from objects where id in ({', '.join('?' * len(ids))})", ids)}
@@ -255,7 +259,7 @@ class _Ingest:
                 "insert into frames (frame_id, role, snapshot, ref_device, input_id, member, size, sha256) "
                 "values (?, ?, ?, ?, ?, ?, ?, ?)", frames)
             if fingerprints:
-                columns = ["frame_id", *_FP_COLUMNS, "params"]
+                columns = ["frame_id", *fp_columns, "params"]
                 self.case.db.conn.executemany(
                     f"insert or replace into fingerprints ({', '.join(columns)}) values ({', '.join('?' * len(columns))})",
                     [tuple(row.get(c) for c in columns) for row in fingerprints])
@@ -269,7 +273,6 @@ class _Ingest:
 
     # -- archives and logs: downloaded and ingested as files -----------------------------
     def _files(self) -> None:
-        from . import ingest
         from .remote.download import evidence_dir
         if self.role == "log":
             rows = self.case.db.execute("select id, key, etag from objects where input_id = ? and status = 'listed' "
@@ -289,10 +292,10 @@ class _Ingest:
             from .casefile import sha256_file
             sha = sha256_file(target)
             if self.role == "log":
-                ingest.ingest_logs(self.case, [target], self.field_map, self.progress, self.log_format)
+                self.read_files("logs", [target])
                 file_kind = "logs"
             else:
-                ingest._ingest_archives(self.case, [target], self.kind, self.role, self.progress, self.one_pass)
+                self.read_files(self.kind, [target])
                 file_kind = self.kind
             file_input = self.case.db.execute("select id from inputs where kind = ? and sha256 = ?",
                                               [file_kind, sha]).fetchone()

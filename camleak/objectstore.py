@@ -319,34 +319,3 @@ def classify(data: bytes, key: str) -> tuple[str, str | None]:
     return "other", reason
 
 
-def process_objects(tasks: list[tuple[str, str, str]], params: Any = None) -> list[dict[str, Any]]:
-    """Read, identify and (with `params`) fingerprint objects: the unit of work a Dask worker
-    runs, so image bytes travel from the store to the worker only. `tasks` are (tag, protocol,
-    path); each result has the tag, sha256, size, kind, reason, error and fingerprint row."""
-    from .fingerprint import fingerprint_batch
-    results: list[dict[str, Any]] = []
-    by_protocol: dict[str, list[tuple[str, str]]] = {}
-    for tag, protocol, path in tasks:
-        by_protocol.setdefault(protocol, []).append((tag, path))
-    hash_items: list[tuple[str, bytes]] = []
-    for protocol, items in by_protocol.items():
-        got = read_many(protocol, [path for _, path in items])
-        for tag, path in items:
-            value = got.get(path)
-            if isinstance(value, BaseException) or value is None:
-                results.append({"tag": tag, "error": _clean(value) if value else "not read",
-                                "gone": isinstance(value, FileNotFoundError)})
-                continue
-            kind, reason = classify(value, path)
-            results.append({"tag": tag, "sha256": sha256_of(value), "size": len(value), "kind": kind,
-                            "reason": reason, "fingerprint": None})
-            if params is not None and kind in ("image", "undecodable"):
-                hash_items.append((tag, value))
-            del value
-        del got
-    if hash_items:
-        rows = {row["frame_id"]: row for row in fingerprint_batch(hash_items, params)}
-        for result in results:
-            if result["tag"] in rows:
-                result["fingerprint"] = rows[result["tag"]]
-    return results

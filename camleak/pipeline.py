@@ -83,7 +83,8 @@ def _pool(settings: TriageSettings):
 def run_fingerprint(case: Case, settings: TriageSettings = TriageSettings(), progress: ProgressFactory = no_progress) -> dict[str, Any]:
     with case.run("fingerprint", {"params": settings.fingerprint.signature(), "workers": settings.workers}) as run:
         with progress("Fingerprinting frames", None) as (advance, set_total):
-            stats = fingerprint_case(case, settings.fingerprint, settings.workers, advance, set_total, settings.dask)
+            stats = fingerprint_case(case, settings.fingerprint, settings.workers, advance, set_total, settings.dask,
+                                     _pool(settings) if settings.dask else None)
         case.set_meta("fingerprint_params", settings.fingerprint.signature())
         run.update(stats.as_dict())
     return stats.as_dict()

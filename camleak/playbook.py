@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from .commands import Command
 from .errors import CamleakError, InputError
 
 PHASES = ("detection", "containment", "evidence", "analysis", "notification", "recovery", "verification")
@@ -170,8 +171,9 @@ def _describe_schema_error(error: jsonschema.ValidationError) -> tuple[tuple, st
     return path, error.message, None
 
 
-def parse_playbook(text: str, source: str) -> Playbook:
-    """Parse and validate one playbook's text; `source` names it in errors."""
+def parse_playbook(text: str, source: str, *, commands: Command) -> Playbook:
+    """Parse and validate one playbook's text; `source` names it in errors, `commands` is the
+    catalogue its steps are checked against (the CLI passes its own: this layer never imports it)."""
     import hashlib
 
     try:
@@ -237,7 +239,7 @@ def parse_playbook(text: str, source: str) -> Playbook:
                     raise PlaybookError(f"{source}, line {_line_of(lines, where, key)}: steps[{i}] ({spec['id']}): "
                                         f"{key}: only manual checkpoints have {key}")
             command = tuple(str(spec["camleak"]).split())
-            _check_command(command, spec.get("options", {}), lines, where, source, spec["id"])
+            _check_command(command, spec.get("options", {}), lines, where, source, spec["id"], commands)
             steps.append(Step(spec["id"], spec["phase"], spec["title"], "camleak", line, command=command,
                               options=dict(spec.get("options", {})), arguments=tuple(spec.get("arguments", [])),
                               when=spec.get("when"), why=spec.get("why")))
@@ -300,31 +302,27 @@ def _check_references(data: dict, variables: dict[str, Variable], lines: dict, s
                 check(spec[key], ("steps", i, key))
 
 
-def _check_command(command: tuple[str, ...], options: dict, lines: dict, where: tuple, source: str, step_id: str) -> None:
+def _check_command(command: tuple[str, ...], options: dict, lines: dict, where: tuple, source: str, step_id: str,
+                   catalogue: Command) -> None:
     """The command and its options must exist in this camleak, so a typo fails before step 1."""
-    import typer
-
-    from . import cli
-
     label = f"steps[{where[1]}] ({step_id})"
-    group: Any = typer.main.get_command(cli.app)  # typer's own click: duck-typed below
+    group = catalogue
     words = []
     for word in command:
         words.append(word)
         if word in FORBIDDEN_COMMANDS:
             raise PlaybookError(f"{source}, line {_line_of(lines, where, 'camleak')}: {label}: camleak: "
                                 f"a playbook cannot run `camleak {' '.join(words)}`")
-        subcommands = getattr(group, "commands", None)
+        subcommands = group.subcommands
         if not subcommands or word not in subcommands:
             known = ", ".join(sorted(subcommands)) if subcommands else "none"
             raise PlaybookError(f"{source}, line {_line_of(lines, where, 'camleak')}: {label}: camleak: no command "
                                 f"`camleak {' '.join(words)}` (known here: {known})")
-        group = group.commands[word]
-    if getattr(group, "commands", None):
+        group = subcommands[word]
+    if group.is_group:
         raise PlaybookError(f"{source}, line {_line_of(lines, where, 'camleak')}: {label}: camleak: "
-                            f"`camleak {' '.join(words)}` needs a subcommand ({', '.join(sorted(group.commands))})")
-    accepted = {opt for p in group.params if getattr(p, "param_type_name", "") == "option"
-                for opt in list(p.opts) + list(p.secondary_opts)}
+                            f"`camleak {' '.join(words)}` needs a subcommand ({', '.join(sorted(group.subcommands))})")
+    accepted = group.options
     for name in options:
         if _option_flag(name) not in accepted:
             names = sorted(o[2:] for o in accepted if o.startswith("--") and o != "--help")
@@ -386,16 +384,16 @@ def read_source(source: str) -> str:
         raise PlaybookError(f"{source}: cannot read the playbook ({exc.strerror})") from None
 
 
-def load(name_or_path: str, extra_dirs: Iterable[Path] = ()) -> Playbook:
+def load(name_or_path: str, extra_dirs: Iterable[Path] = (), *, commands: Command) -> Playbook:
     """Load a playbook by name (search path, then built-in) or by path to a .yaml file."""
     if name_or_path.endswith(SUFFIXES) or os.sep in name_or_path:
         path = Path(name_or_path)
         if not path.is_file():
             raise PlaybookError(f"{name_or_path}: no such playbook file")
-        return parse_playbook(read_source(str(path)), str(path))
+        return parse_playbook(read_source(str(path)), str(path), commands=commands)
     for found in discover(extra_dirs):
         if found.name == name_or_path:
-            playbook = parse_playbook(read_source(found.source), found.source)
+            playbook = parse_playbook(read_source(found.source), found.source, commands=commands)
             if playbook.name != found.name:
                 raise PlaybookError(f"{found.source}, line 1: name: {playbook.name!r} differs from the file name "
                                     f"{found.name!r}; make them the same so `camleak playbook run {found.name}` is unambiguous")

@@ -8,9 +8,20 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from camleak.cli import app
-from camleak.playbook import (PlaybookError, PlaybookUsageError, discover, load, parse_assignments, parse_playbook,
-                              read_source, render_all)
+from camleak import playbook as _playbook
+from camleak.cli import app, command_catalogue
+from camleak.playbook import PlaybookError, PlaybookUsageError, discover, parse_assignments, read_source, render_all
+
+COMMANDS = command_catalogue()  # the CLI hands its catalogue to the playbook layer, as in `camleak playbook`
+
+
+def parse_playbook(text: str, source: str) -> _playbook.Playbook:
+    return _playbook.parse_playbook(text, source, commands=COMMANDS)
+
+
+def load(name: str, dirs=()) -> _playbook.Playbook:
+    return _playbook.load(name, dirs, commands=COMMANDS)
+
 
 runner = CliRunner()
 REPO_PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
