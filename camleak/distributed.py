@@ -162,20 +162,10 @@ def process_objects(tasks: list[tuple[str, str, str]], params: Any = None) -> li
         by_protocol.setdefault(protocol, []).append((tag, path))
     hash_items: list[tuple[str, bytes]] = []
     for protocol, items in by_protocol.items():
-        got = objectstore.read_many(protocol, [path for _, path in items])
-        for tag, path in items:
-            value = got.get(path)
-            if isinstance(value, BaseException) or value is None:
-                results.append({"tag": tag, "error": objectstore._clean(value) if value else "not read",
-                                "gone": isinstance(value, FileNotFoundError)})
-                continue
-            kind, reason = objectstore.classify(value, path)
-            results.append({"tag": tag, "sha256": objectstore.sha256_of(value), "size": len(value), "kind": kind,
-                            "reason": reason, "fingerprint": None})
-            if params is not None and kind in ("image", "undecodable"):
-                hash_items.append((tag, value))
-            del value
-        del got
+        found, images = objectstore.read_identified(protocol, items)
+        results.extend(found)
+        if params is not None:
+            hash_items.extend(images)
     if hash_items:
         rows = {row["frame_id"]: row for row in fingerprint_batch(hash_items, params)}
         for result in results:

@@ -351,20 +351,7 @@ class LocalReader:
         if not tasks:
             return []
         protocol = tasks[0][1]
-        got = objectstore.read_many(protocol, [path for _, _, path in tasks])
-        results, to_hash = [], []
-        for tag, _, path in tasks:
-            value = got.get(path)
-            if isinstance(value, BaseException) or value is None:
-                results.append({"tag": tag, "error": objectstore._clean(value) if value else "not read",
-                                "gone": isinstance(value, FileNotFoundError)})
-                continue
-            kind, reason = objectstore.classify(value, path)
-            results.append({"tag": tag, "sha256": objectstore.sha256_of(value), "size": len(value), "kind": kind,
-                            "reason": reason, "fingerprint": None})
-            if self.pool is not None and kind in ("image", "undecodable"):
-                to_hash.append((tag, value))
-        del got
+        results, to_hash = objectstore.read_identified(protocol, [(tag, path) for tag, _, path in tasks])
         if self.pool is None or not to_hash:
             return results
         return self._collect(self.pool.submit(to_hash, results))

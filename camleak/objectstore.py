@@ -303,6 +303,27 @@ def snapshot_key(key: str) -> str:
     return PurePosixPath(key).stem
 
 
+def read_identified(protocol: str, items: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], list[tuple[str, bytes]]]:
+    """Read and identify objects: for each (tag, path) a result row (sha256, size, kind, reason,
+    or the error), and the (tag, bytes) of those worth fingerprinting. One reading for the local
+    ingest and the Dask worker alike."""
+    got = read_many(protocol, [path for _, path in items])
+    results: list[dict[str, Any]] = []
+    images: list[tuple[str, bytes]] = []
+    for tag, path in items:
+        value = got.get(path)
+        if isinstance(value, BaseException) or value is None:
+            results.append({"tag": tag, "error": _clean(value) if value else "not read",
+                            "gone": isinstance(value, FileNotFoundError)})
+            continue
+        kind, reason = classify(value, path)
+        results.append({"tag": tag, "sha256": sha256_of(value), "size": len(value), "kind": kind,
+                        "reason": reason, "fingerprint": None})
+        if kind in ("image", "undecodable"):
+            images.append((tag, value))
+    return results, images
+
+
 def classify(data: bytes, key: str) -> tuple[str, str | None]:
     """What an object is, by its content: ('image', None), ('archive', format),
     ('undecodable', why) for a non-image named like one (kept, reported as unattributed) or
