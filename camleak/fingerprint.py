@@ -558,6 +558,32 @@ def _ignore_sigint() -> None:
     """Workers leave Ctrl-C to the main process, which stops them: a worker interrupted while
     taking a task dies holding the pool's queue lock, and the pool's shutdown then hangs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_allocator()
+
+
+@functools.cache
+def tune_allocator() -> bool:
+    """In a process that does nothing but fingerprint (a pool or Dask worker): keep the batch's
+    arrays (a few MB each) on glibc's heap instead of a fresh mmap per array.
+
+    Every batch allocates and frees the same few-MB arrays. glibc maps each one fresh (and
+    zero-fills it page by page) once its mmap threshold is fixed, which Dask's nanny does by
+    setting MALLOC_TRIM_THRESHOLD_ for its workers. Measured on 1,024 frames (6 runs each, 2
+    cores under load): 1.7-2.2 CPU s and 423,000 page faults with Dask's setting, 1.3-1.7 s and
+    156,000 with glibc's defaults, 1.1-1.35 s and 5,000 with these thresholds. Memory kept: at
+    most 128 MiB of freed heap per worker. Linux/glibc only; a no-op elsewhere. Returns
+    whether it applied."""
+    import ctypes
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
 
 
 class HashPool:

@@ -460,6 +460,8 @@ class _Stager:
                                          [self.source]).fetchall())
         self.batch: list[tuple[str, bytes]] = []
         self.shas: list[str] = []
+        self.batch_bytes = 0
+        self.max_bytes = getattr(one_pass.pool, "batch_bytes", None)  # a Dask task is sized by bytes too
         for table in ("fingerprints", "staged_fingerprints"):  # case files from before a column was added
             columns = case.table(table).columns_dict
             for name in _FP_COLUMNS:
@@ -472,12 +474,13 @@ class _Stager:
             return
         self.batch.append((name, data))
         self.shas.append(sha256)
-        if len(self.batch) >= self.one_pass.pool.batch_size:
+        self.batch_bytes += len(data)
+        if len(self.batch) >= self.one_pass.pool.batch_size or (self.max_bytes and self.batch_bytes >= self.max_bytes):
             self._submit()
 
     def _submit(self) -> None:
         batch, shas = self.batch, self.shas
-        self.batch, self.shas = [], []
+        self.batch, self.shas, self.batch_bytes = [], [], 0
         self._write(self.one_pass.pool.submit(batch, shas))
 
     def _write(self, finished: list[tuple[list[str], list[dict[str, Any]]]]) -> None:

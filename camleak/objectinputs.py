@@ -176,15 +176,23 @@ class _Ingest:
         """Submit every listed object not yet submitted in this run (results may still be in
         flight: they are applied when they come back)."""
         last = self.submitted_upto
+        most, most_bytes = self.reader.task_objects, self.reader.task_bytes
         while True:
             rows = self.case.db.execute(
-                "select id, key from objects where input_id = ? and status = 'listed' and id > ? order by id limit ?",
-                [self.input_id, last, objectstore.READ_BATCH * 8]).fetchall()
+                "select id, key, size from objects where input_id = ? and status = 'listed' and id > ? order by id "
+                "limit ?", [self.input_id, last, most * 4]).fetchall()
             if not rows:
                 return
             last = self.submitted_upto = rows[-1][0]
-            for start in range(0, len(rows), objectstore.READ_BATCH):
-                batch = [(str(oid), self.location.protocol, self.location.path(key)) for oid, key in rows[start:start + objectstore.READ_BATCH]]
+            batch: list[tuple[str, str, str]] = []
+            size = 0
+            for oid, key, listed_size in rows:  # a task: up to `most` objects or `most_bytes` as listed
+                batch.append((str(oid), self.location.protocol, self.location.path(key)))
+                size += listed_size or 0
+                if len(batch) >= most or (most_bytes and size >= most_bytes):
+                    self._apply(self.reader.submit(batch))
+                    batch, size = [], 0
+            if batch:
                 self._apply(self.reader.submit(batch))
 
     def _finish_reader(self) -> None:
@@ -199,6 +207,7 @@ class _Ingest:
         objects = {row[0]: row for row in self.case.db.execute(
             f"select id, key, frame_id, size from objects where id in ({', '.join('?' * len(ids))})", ids)}
         frames, fingerprints, updates = [], [], []
+        batch_ids: set[str] = set()  # frame ids of `frames`
         signature = self.one_pass.signature if self.one_pass is not None else None
         for result in results:
             oid = int(result["tag"])
@@ -237,7 +246,7 @@ class _Ingest:
             else:
                 snapshot, ref_device = frame_id[2:], None
             earlier = self.case.db.execute("select sha256, input_id from frames where frame_id = ?", [frame_id]).fetchone()
-            if earlier is not None or frame_id in {f[0] for f in frames}:
+            if earlier is not None or frame_id in batch_ids:
                 same = earlier is None or earlier[0] == sha
                 if same:
                     self.duplicates += 1
@@ -250,6 +259,7 @@ class _Ingest:
                                           path=self.location.label, member=key)
                 continue
             frames.append((frame_id, self.role, snapshot, ref_device, self.input_id, key, result["size"], sha))
+            batch_ids.add(frame_id)
             if result.get("fingerprint") is not None and signature is not None:
                 row = dict(result["fingerprint"], frame_id=frame_id, params=signature)
                 fingerprints.append(row)
@@ -332,6 +342,8 @@ class _RemoteReader:
 
     def __init__(self, pool: Any):
         self.pool = pool
+        self.task_objects = getattr(pool, "task_objects", objectstore.READ_BATCH)
+        self.task_bytes = getattr(pool, "task_bytes", None)
 
     def submit(self, tasks: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
         return self.pool.submit_objects(tasks)
@@ -343,6 +355,9 @@ class _RemoteReader:
 class LocalReader:
     """This process reads a batch of objects concurrently; the local HashPool (if any)
     fingerprints the images while the next batch is read."""
+
+    task_objects = objectstore.READ_BATCH
+    task_bytes = None
 
     def __init__(self, pool: Any = None):
         self.pool = pool

@@ -268,7 +268,7 @@ def read_many(protocol: str, paths: list[str], label: str = "") -> dict[str, byt
     todo = list(paths)
     for attempt in range(PATIENCE.attempts):
         try:
-            got = fs.cat(todo, on_error="return") if len(todo) > 1 else {todo[0]: fs.cat_file(todo[0])}
+            got = _cat_each(fs, protocol, todo)
         except Exception as exc:
             got = {path: exc for path in todo}
         retry = []
@@ -283,6 +283,44 @@ def read_many(protocol: str, paths: list[str], label: str = "") -> dict[str, byt
         todo = retry
         time.sleep(min(PATIENCE.max_wait, PATIENCE.backoff * 2 ** attempt))
     return result
+
+
+def _cat_each(fs: Any, protocol: str, paths: list[str]) -> dict[str, Any]:
+    """Each path's bytes or its error, read concurrently on an async driver. Every path is an
+    object's own key (never expanded as a glob: a key may hold `[` or `*`), and on S3 it is
+    one GET: s3fs would first send a HEAD for the size, to split large objects into ranges,
+    which costs a second request per snapshot (the listing gave the size already)."""
+    kwargs = {"max_concurrency": 1} if protocol in ("s3", "s3a") else {}
+    if getattr(fs, "async_impl", False) and len(paths) > 1:
+        import asyncio
+
+        from fsspec.asyn import sync
+
+        async def one(path: str) -> Any:
+            try:
+                return await fs._cat_file(path, **kwargs)
+            except Exception as exc:  # kept per object, so one lost object does not stop a batch
+                return exc
+
+        async def every() -> list[Any]:
+            limit = asyncio.Semaphore(READ_CONCURRENCY)
+
+            async def bounded(path: str) -> Any:
+                async with limit:
+                    return await one(path)
+            return await asyncio.gather(*(bounded(p) for p in paths))
+
+        return dict(zip(paths, sync(fs.loop, every)))
+    got: dict[str, Any] = {}
+    for path in paths:
+        try:
+            got[path] = fs.cat_file(path, **kwargs)
+        except Exception as exc:
+            got[path] = exc
+    return got
+
+
+READ_CONCURRENCY = 32  # GETs in flight per batch
 
 
 def download(protocol: str, path: str, target: str, label: str) -> None:

@@ -214,15 +214,16 @@ class _DieOnce:
     """A worker plugin: the first fingerprint task to start kills its worker process (as an
     OOM kill or a lost node would), once per marker file."""
 
-    def __init__(self, marker: str):
+    def __init__(self, marker: str, task: str = "process_objects"):
         self.marker = marker
+        self.task = task
 
     def setup(self, worker):
         self.worker = worker
 
     def transition(self, key, start, finish, **kwargs):
         name = key[0] if isinstance(key, tuple) else str(key)
-        if finish == "executing" and "process_objects" in name and not os.path.exists(self.marker):
+        if finish == "executing" and self.task in name and not os.path.exists(self.marker):
             with open(self.marker, "w") as fh:
                 fh.write(str(os.getpid()))
             os._exit(1)
@@ -247,11 +248,15 @@ def test_dask_two_workers_give_the_local_report_even_when_a_worker_dies(tiny_inc
         assert result.exit_code == 0, result.output
         assert marker.exists()  # a worker was lost mid-run, and its tasks ran again elsewhere
         assert comparable(case) == local_report
-        # CAMLEAK_DASK does the same as --dask; the local-archive triage ships bytes to the workers
+        # CAMLEAK_DASK does the same as --dask; the local-archive triage scatters bytes straight to
+        # a worker, and the worker holding a batch dies: the batch is sent again
+        marker = tmp_path / "died-holding-bytes"
+        client.register_plugin(Plugin(str(marker), "fingerprint_task"), name="die-once-bytes")
         monkeypatch.setenv("CAMLEAK_DASK", cluster.scheduler_address)
         case = tmp_path / "dask-local.db"
         result = runner.invoke(app, tiny_incident.triage_args(case))
         assert result.exit_code == 0, result.output
+        assert marker.exists()
         assert comparable(case) == local_report
         with sqlite3.connect(case) as conn:
             args = json.loads(conn.execute("select args from runs where command = 'triage'").fetchone()[0])
