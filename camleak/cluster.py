@@ -215,6 +215,7 @@ def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
     if params.core_phash_max >= blocks.shape[1]:
         raise ValueError(f"core_phash_max {params.core_phash_max} needs more than {blocks.shape[1]} blocks "
                          f"of {params.block_bits} bits: exactness would be lost")
+    index = np.int32 if n < 2**31 else np.int64  # frame indices: half the memory of int64 below 2^31
     found: list[tuple[np.ndarray, np.ndarray]] = []
     if dhash.shape[1] == 1:
         dhash = np.ascontiguousarray(dhash[:, 0])
@@ -224,9 +225,17 @@ def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
         new_bucket = np.r_[True, key[1:] != key[:-1]]
         leader = np.nonzero(new_bucket)[0][np.cumsum(new_bucket) - 1]
         follower = np.nonzero(leader != np.arange(n))[0]
-        found.append(_checked(leader[follower], follower, order, phash, dhash[order], params))
+        left, right = _checked(leader[follower], follower, order, phash, dhash[order], params)
+        found.append((left.astype(index), right.astype(index)))
     labels = components(n, found)
+    # Only the components matter: the pairs so far are replaced by a spanning forest (at most
+    # n - 1 edges), and after every block of pass 2 the labels take in what it found, so a
+    # later block neither compares nor keeps pairs an earlier one already connected. Without
+    # this, a camera split over several pass-1 components kept every close pair between its
+    # parts, block after block: memory grew with the square of the frames (10^7 ran out).
+    found = [_forest(labels, index)]
     for j in range(blocks.shape[1]):
+        new: list[tuple[np.ndarray, np.ndarray]] = []
         combined = (blocks[:, j].astype(np.int64) << 32) | labels
         order = np.argsort(combined)
         key, lab = blocks[order, j], labels[order]
@@ -249,10 +258,22 @@ def core_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams,
             offsets = np.repeat(np.cumsum(c) - c, c)
             left = np.repeat(part, c)
             right = np.repeat(run_end[part], c) + (np.arange(total) - offsets)
-            found.append(_checked(left, right, order, phash, sorted_d, params))
+            left, right = _checked(left, right, order, phash, sorted_d, params)
+            if len(left):
+                new.append((left.astype(index), right.astype(index)))
+        if new:
+            labels = components(n, found + new)
+            found = [_forest(labels, index)]
     rows = np.concatenate([f[0] for f in found])
     cols = np.concatenate([f[1] for f in found])
     return rows, cols
+
+
+def _forest(labels: np.ndarray, index: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs with the same components as `labels`: every frame to its component's first frame."""
+    first = np.unique(labels, return_index=True)[1][labels]
+    others = np.nonzero(first != np.arange(len(labels)))[0]
+    return others.astype(index), first[others].astype(index)
 
 
 def exemplars(labels: np.ndarray, phash: np.ndarray, params: ClusterParams) -> np.ndarray:
