@@ -79,10 +79,10 @@ def _tree_cpu(pid: int) -> float:
 class DaskProcesses:
     """A scheduler and `dask worker --nworkers n --nthreads 1` as processes of their own."""
 
-    def __init__(self, n: int, root: Path):
+    def __init__(self, n: int, root: Path, env: dict[str, str] | None = None):
         self.n = n
         self.file = root / f"scheduler-{n}-{time.monotonic_ns()}.json"
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": open(root / "dask.log", "ab")}
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": open(root / "dask.log", "ab"), "env": {**os.environ, **(env or {})}}
         self.scheduler = subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
              "--no-dashboard", "--scheduler-file", str(self.file)], **quiet)
@@ -210,6 +210,9 @@ def main() -> None:
     parser.add_argument("--configs", default="local,1,2", help="local and/or Dask worker counts, comma-separated")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy every process into this folder")
     parser.add_argument("--json", type=Path, default=None, help="append every run as a JSON line here")
+    parser.add_argument("--dask-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of the scheduler and workers, e.g. "
+                             "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False (Dask's own profiler, 10 ms ticks)")
     args = parser.parse_args()
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     inc = _incident(args)
@@ -221,7 +224,8 @@ def main() -> None:
             url = upload_incident(fs, "scaleout", inc)["snapshots"][0]
             os.environ["AWS_ENDPOINT_URL"] = server.endpoint  # the workers inherit it
             objectstore._filesystem.cache_clear()
-            print(f"# load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; nice {os.nice(0)}")
+            print(f"# load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; nice {os.nice(0)}; "
+                  f"Dask environment {args.dask_env or 'default'}")
             print("config\tframes\twall_s\tframes/s\tclient_cpu\tworker_cpu\tscheduler_cpu\tnanny_cpu\t"
                   "weed_cpu\ttotal_cpu\tframes/worker_cpu_s\tload\ttasks", flush=True)
             results: dict[str, list[dict]] = {}
@@ -232,7 +236,7 @@ def main() -> None:
                         label = "local-pool-2"
                     else:
                         label = f"dask-{config}-worker"
-                        cluster = DaskProcesses(int(config), root)
+                        cluster = DaskProcesses(int(config), root, dict(e.split("=", 1) for e in args.dask_env))
                     try:
                         r = run_once(url, root, label, server.process.pid, cluster, args.profile)
                     finally:

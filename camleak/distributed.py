@@ -7,14 +7,20 @@ stage use either unchanged. Work goes out in two shapes:
   shared path, as `file://`) itself, identifies and fingerprints them and sends back rows
   only, so the scheduler never carries image bytes a worker can fetch itself;
 - bytes (`submit`): members of a local tar or zip, which only this process can read in one
-  pass, travel with their task.
+  pass, are scattered straight to one worker (not through the scheduler) and fingerprinted
+  there.
 
-Results come back as they finish and are written to the case at once. A task whose worker
-dies is rescheduled by the scheduler on another worker (and retried `retries` times if it
-raised); every result is a pure function of the bytes, so the case ends identical. The case,
-clustering and attribution stay on this machine. Workers need camleak installed (with the
-extra for the object store) and their own credentials from their cloud's standard chain:
-none is sent to them.
+A task is up to `TASK_BYTES` of images or `TASK_FRAMES` frames (about half a second of one
+core), so Dask's cost per task (client, scheduler and worker: a few ms) stays small, and at most
+`depth` tasks are in flight. Results are gathered straight from the workers as they finish and
+written to the case at once. A task whose worker dies is rescheduled by the scheduler on
+another worker (and retried `RETRIES` times if it raised); a bytes batch whose worker died
+with it is sent again from here. Every result is a pure function of the bytes, so the case
+ends identical. The case, clustering and attribution stay on this machine. Workers need
+camleak installed (with the extra for the object store) and their own credentials from their
+cloud's standard chain: none is sent to them. A client that cannot reach the workers directly
+sets DASK_DISTRIBUTED__CLIENT__DIRECT_TO_WORKERS=False (results and bytes then go through the
+scheduler).
 """
 
 from __future__ import annotations

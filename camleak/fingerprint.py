@@ -423,7 +423,8 @@ def fingerprint_case(
     if pending:
         inputs = {r["id"]: r for r in case.db.query("select id, path, kind from inputs")}
         missing: list[tuple[int, str, str]] = []
-        batches = _batches(inputs, todo, missing, remote=dask is not None)
+        batches = _batches(inputs, todo, missing, remote=dask is not None,
+                           per_task=getattr(pool, "task_objects", BATCH_SIZE * 2))
         table = case.table("fingerprints")
         for rows in _map(batches, params, workers, pool, missing):
             for row in rows:
@@ -454,14 +455,14 @@ class ObjectTasks(list):
 
 def _batches(
     inputs: dict[int, dict], todo: dict[int, dict[str, str]], missing: list[tuple[int, str, str]],
-    remote: bool = False,
+    remote: bool = False, per_task: int = BATCH_SIZE * 2,
 ) -> Iterator[list[tuple[str, bytes]] | ObjectTasks]:
     """Stream members that need work straight from each archive, in batches."""
     for input_id in sorted(todo):
         wanted = dict(todo[input_id])
         if _is_object_input(inputs[input_id]["path"]):  # object storage (issue 14): read by key
             if remote:
-                yield from _object_tasks(inputs[input_id]["path"], input_id, wanted)
+                yield from _object_tasks(inputs[input_id]["path"], input_id, wanted, per_task)
             else:
                 yield from _object_batches(inputs[input_id]["path"], input_id, wanted, missing)
             continue
@@ -511,14 +512,14 @@ def _object_batches(url: str, input_id: int, wanted: dict[str, str],
             yield batch
 
 
-def _object_tasks(url: str, input_id: int, wanted: dict[str, str]) -> Iterator[ObjectTasks]:
+def _object_tasks(url: str, input_id: int, wanted: dict[str, str], per_task: int = BATCH_SIZE * 2) -> Iterator[ObjectTasks]:
     from . import objectstore
     location = objectstore.parse(url)
     members = sorted(wanted)
-    for start in range(0, len(members), BATCH_SIZE * 2):
-        tasks = ObjectTasks((wanted[k], location.protocol, location.path(k)) for k in members[start:start + BATCH_SIZE * 2])
+    for start in range(0, len(members), per_task):
+        tasks = ObjectTasks((wanted[k], location.protocol, location.path(k)) for k in members[start:start + per_task])
         tasks.input_id, tasks.url = input_id, url
-        tasks.members = {wanted[k]: k for k in members[start:start + BATCH_SIZE * 2]}
+        tasks.members = {wanted[k]: k for k in members[start:start + per_task]}
         yield tasks
 
 
