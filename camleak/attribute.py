@@ -65,6 +65,11 @@ class AttributionParams:
     verify_margin: float = 0.06  # ...and every other camera it could be this much worse (edge correlation)
     exemplars: int = 48  # own frames per device kept for verification
     margin_slope: float = 0.35  # ...plus this x (1 - its own edge correlation)
+    lookalike_pair: float = 0.60  # a rival matching the source's own frames this well (edges, upper quartile) looks alike...
+    coverage_gap: float = 0.25  # ...and a frame proves nothing between them where the rival's frames
+    # match the source's frame nearest to it this much worse than they typically match the source's
+    lookalike_lead: float = 0.03  # ...and a frame accuses the one of two look-alikes only if it matches it
+    # this much better than any frame of the other matches any of the one
     max_p_wrong: float = 1.0  # (1: off) an accusation needs its evidence to beat this share of different-camera pairs
 
     def signature(self) -> str:
@@ -485,16 +490,25 @@ class _Feats:
         self.ids = {d: m for d, m in self.ids.items() if m}
         self.grey = {d: np.stack([feats[f][0] for f in m]) for d, m in self.ids.items()}
         self.edges = {d: np.stack([feats[f][1] for f in m]) for d, m in self.ids.items()}
+        self._pairs: dict[tuple[str, str], tuple[float, float, float]] = {}
+
+    def _others(self, frame: str, device: str) -> np.ndarray | None:
+        if device not in self.ids:
+            return None
+        keep = np.array([i for i, f in enumerate(self.ids[device]) if f != frame], dtype=np.int64)
+        return keep if len(keep) else None
+
+    def count(self, frame: str, device: str) -> int:
+        keep = self._others(frame, device)
+        return 0 if keep is None else len(keep)
 
     def best(self, frame: str, device: str, kind: str = "edges") -> float | None:
         """The frame's best correlation with a device's own frames (itself excluded), or None.
 
         `robust`: grey correlation on the 85 % of pixels that agree best with each of the three
         nearest frames, so a person walking through does not hide that the room is the same."""
-        if device not in self.ids:
-            return None
-        keep = np.array([i for i, f in enumerate(self.ids[device]) if f != frame], dtype=np.int64)
-        if not len(keep):
+        keep = self._others(frame, device)
+        if keep is None:
             return None
         grey, edges = self.feats[frame]
         if kind == "edges":
@@ -504,6 +518,50 @@ class _Feats:
             return float(scores.max())
         top = self.grey[device][keep[np.argsort(-scores)[:3]]]
         return float(max(_trimmed_correlation(grey, y) for y in top))
+
+    def best_of(self, frame: str, device: str, n: int) -> float | None:
+        """The best edge correlation the frame would have with `n` of the device's own frames
+        drawn at random (its expectation): the best of 48 frames beats the best of 4 by chance
+        alone, so a rival with few frames is compared with an equally small sample."""
+        keep = self._others(frame, device)
+        if keep is None:
+            return None
+        scores = np.sort(self.edges[device][keep] @ self.feats[frame][1])[::-1]
+        return _expected_best(scores, n)
+
+    def nearest(self, frame: str, device: str) -> str | None:
+        keep = self._others(frame, device)
+        if keep is None:
+            return None
+        return self.ids[device][int(keep[np.argmax(self.edges[device][keep] @ self.feats[frame][1])])]
+
+    def pair(self, source: str, rival: str) -> tuple[float, float]:
+        """How well two cameras' own frames match, typically: the upper quartile, over the source's
+        frames, of each one's best match among the rival's, and the same over the rival's frames.
+        Look-alike rooms score high both ways; a stray frame of one attributed to the other makes
+        only one side high (every frame of the one camera matches the stray, no frame of it
+        matches the rest of the other)."""
+        key = (source, rival)
+        if key not in self._pairs:
+            scores = self.edges[source] @ self.edges[rival].T
+            self._pairs[key] = (float(np.quantile(scores.max(axis=1), 0.75)),
+                                float(np.quantile(scores.max(axis=0), 0.75)), float(scores.max()))
+        return self._pairs[key][:2]
+
+    def ceiling(self, source: str, rival: str) -> float:
+        """The best any frame of the rival matches any frame of the source."""
+        self.pair(source, rival)
+        return self._pairs[(source, rival)][2]
+
+
+def _expected_best(scores: np.ndarray, n: int) -> float:
+    """E[max] of `n` of these (sorted descending) scores drawn without replacement."""
+    total = len(scores)
+    if n >= total:
+        return float(scores[0])
+    # P(the i-th best is the best of the sample) = C(total-1-i, n-1) / C(total, n)
+    weights = np.array([math.comb(total - 1 - i, n - 1) for i in range(total - n + 1)], dtype=np.float64)
+    return float(scores[: len(weights)] @ (weights / math.comb(total, n)))
 
 
 def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any]], units: dict[str, _Unit],
@@ -623,7 +681,9 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
     robust = feats.best(frame, source, "robust")
     if robust < params.verify_min:
         return (f"matches {source}'s own frames only loosely (correlation {robust:.2f})", sorted(rivals)), best
-    close = []
+    close, uncovered = [], []
+    own_count = feats.count(frame, source)
+    nearest = None
     for rival in sorted(rivals):
         score = feats.best(frame, rival)
         if score is None:
@@ -631,10 +691,30 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
                 return (f"{rival}, which the recipient could have been shown, has no frames of its own to compare with",
                         [rival]), best
             continue
-        if score > best - _margin(best, params):
+        rival_count = feats.count(frame, rival)
+        fair = feats.best_of(frame, source, rival_count) if rival_count < own_count else best
+        if score > fair - _margin(best, params):
             close.append(rival)
+            continue
+        typical, likeness = feats.pair(source, rival)
+        if min(typical, likeness) >= params.lookalike_pair:
+            # A look-alike of the source: the lead only counts where the rival has frames like
+            # this one (a night view of the copy, when only its day views were ever attributed,
+            # looks more like the original's night views than like any frame of the copy).
+            # And it only counts where it is beyond what the two cameras' own frames reach across:
+            # with camera shake as large as the shift between two look-alike flats, some frames of
+            # the one match the other as well as its own.
+            if best < feats.ceiling(source, rival) + params.lookalike_lead:
+                close.append(rival)
+                continue
+            nearest = nearest or feats.nearest(frame, source)
+            if nearest is not None and (feats.best(nearest, rival) or 0.0) < typical - params.coverage_gap:
+                uncovered.append(rival)
     if close:
         return (f"could be {', '.join(close)} as well as {source}", close), best
+    if uncovered:
+        return (f"{', '.join(uncovered)}, which looks like {source}, has no frames like this one to compare with",
+                uncovered), best
     return None, best
 
 
