@@ -116,3 +116,38 @@ def test_a_frame_no_nearer_a_look_alike_than_the_other_cameras_own_frames_get_ac
     assert _check("x", "cam-orig", {"cam-copy"}, None, set(), feats, AttributionParams(lookalike_lead=-1.0))[0] is None
     problem, _ = _check("x", "cam-orig", {"cam-copy"}, None, set(), feats, AttributionParams())
     assert problem is not None and problem[1] == ["cam-copy"]
+
+
+def test_trimmed_rows_is_the_trimmed_correlation_row_by_row():
+    from camleak.attribute import _trimmed_correlation, _trimmed_rows
+    rng = np.random.default_rng(6)
+    x, rows = rng.normal(size=200), rng.normal(size=(5, 200))
+    rows[0] = x + rng.normal(0, 0.3, 200)
+    assert _trimmed_rows(x, rows, 0.85) == pytest.approx([_trimmed_correlation(x, y) for y in rows], abs=1e-9)
+
+
+def occluded(rng, room: np.ndarray, share: float, strength: float) -> np.ndarray:
+    """The room with one patch (a person walking through) replaced by something else entirely."""
+    v = room.copy()
+    patch = rng.choice(DIM, int(share * DIM), replace=False)
+    v[patch] = rng.normal(0, strength, len(patch))
+    return unit(v)
+
+
+def test_a_person_in_the_way_does_not_stop_a_frame_accusing_when_the_rest_of_the_room_is_clear():
+    # Plainly the frame matches its camera at ~0.5 and an unrelated camera at ~0.35: too close
+    # for the loose-match margin. On the gradients that agree best, it is its camera's, clearly.
+    rng = np.random.default_rng(7)
+    room, other = frame(rng, {E_DAY: 1.0}, 1.0), frame(rng, {E_NIGHT: 1.0}, 1.0)
+    groups = {"cam-src": [unit(room + rng.normal(0, 0.04, DIM)) for _ in range(20)],
+              "cam-other": [unit(0.6 * room + other + rng.normal(0, 0.04, DIM)) for _ in range(20)]}
+    probe = occluded(rng, room, 0.15, 0.8)
+    feats = features(groups, probe)
+    plain_own, plain_other = feats.best("x", "cam-src"), feats.best("x", "cam-other")
+    assert plain_own - plain_other < 0.06 + 0.35 * (1 - plain_own)  # the plain check alone: review
+    assert _check("x", "cam-src", {"cam-other"}, None, set(), feats, AttributionParams(occlusion_keep=1.0))[0] is not None
+    assert _check("x", "cam-src", {"cam-other"}, None, set(), feats, AttributionParams())[0] is None
+    # ...but never against a look-alike, whose frames differ from the source's in one place too
+    groups["cam-other"] = [unit(room + 0.3 * other + rng.normal(0, 0.04, DIM)) for _ in range(20)]
+    feats = features(groups, probe)
+    assert _check("x", "cam-src", {"cam-other"}, None, set(), feats, AttributionParams())[0] is not None
