@@ -44,6 +44,8 @@ REVIEW_PREFIX = "review: "
 NO_THUMBNAIL = "frame cannot be verified one to one (no thumbnail: from an older case)"
 TOO_SHORT = "truncated frame: too little decoded to verify it one to one"
 UNVERIFIABLE = (NO_THUMBNAIL, TOO_SHORT)
+ORPHAN_REASONS = ("the devices the logs name have their frames elsewhere", "no reference frame and no log event names",
+                  "ambiguous between")  # unplaced by anchors and votes: the pixels may still place them
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class AttributionParams:
     split_margin: float = 0.06  # ...and better than any other anchor by this (edges)
     split_sample: int = 64  # anchor frames compared per device when splitting
     verify: bool = True
+    identify_by_pixels: bool = True  # frames no anchor or vote placed go to the clearly nearest camera by
+    # thumbnail, where that accuses nobody
     verify_min: float = 0.80  # correlation of an evidence frame with its device's own frames
     verify_margin: float = 0.06  # ...and every other camera it could be this much worse (edge correlation)
     exemplars: int = 48  # own frames per device kept for verification
@@ -581,7 +585,9 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         recipients[r["snapshot"]].add(r["account_id"])
     evidence = [a for a in by_snapshot.values() if a["source_device"]
                 and any(not registry.may_see(acct, a["source_device"]) for acct in recipients.get(a["snapshot"], ()))]
-    if not evidence:
+    orphans = [a for a in by_snapshot.values() if params.identify_by_pixels and not a["source_device"]
+               and a["cluster_id"] is not None and (a["reason"] or "").startswith(ORPHAN_REASONS)]
+    if not evidence and not orphans:
         return 0, 0, 0.0
     # Each device's own frames: informative references, and frames delivered only to accounts
     # that may see it (their attribution is not an accusation, so they are the device's looks).
@@ -609,13 +615,14 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     for device, members in own.items():
         step = max(1, len(members) // params.exemplars)
         exemplars[device] = members[::step][: params.exemplars]
-    needed = {f for m in exemplars.values() for f in m} | leaked_frames
+    orphans = [a for a in orphans if a["frame_id"] not in partial]
+    needed = {f for m in exemplars.values() for f in m} | leaked_frames | {a["frame_id"] for a in orphans}
     thumbs = _read_thumbs(case, needed)
     ids = sorted(thumbs)
     feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
     whole = _Feats(exemplars, feats)
     impostor = _impostor_scores(whole, units)
-    near = _hash_near_devices(case, sorted(leaked_frames), whole.ids, params)
+    near = _hash_near_devices(case, sorted(leaked_frames | {a["frame_id"] for a in orphans}), whole.ids, params)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
     fraction = {r["frame_id"]: r["decoded_fraction"] for r in case.db.query(
         "select frame_id, decoded_fraction from fingerprints where truncated = 1") if r["frame_id"] in leaked_frames}
@@ -624,6 +631,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         if u.device:
             cluster_devices[u.cluster].add(u.device)
     verified = rejected = 0
+    _identify_by_pixels(orphans, whole, near, recipients, registry, claims, requested, lacking, params)
     for a in evidence:
         source = a["source_device"]
         frame = a["frame_id"]
@@ -660,6 +668,51 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         verified += 1
         a["p_wrong"] = p_wrong
     return verified, rejected, 0.0
+
+
+def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict[str, set[str]],
+                        recipients: dict[str, set[str]], registry: Registry, claims: dict[str, str],
+                        requested: set[str], stand_ins: set[str], params: AttributionParams,
+                        rivals_kept: int = 8) -> list[dict[str, Any]]:
+    """Frames no anchor or vote placed (their cluster is unanchored, or the devices their logs
+    name show their frames elsewhere) get the camera whose own frames their thumbnail matches
+    best, when that camera is one every recipient may see (an own view: this accuses nobody)
+    and the full one-to-one check holds against the next cameras in that ranking, the hash-near
+    ones, the recipient's own and the logged one. A camera known only through the frames its
+    log claims (`stand_ins`) is a rival, never the answer. Returns the frames placed."""
+    devices = sorted(d for d in feats.ids if d not in stand_ins)
+    if not orphans or not devices:
+        return []
+    stacked = np.concatenate([feats.edges[d] for d in devices])
+    starts = np.cumsum([0] + [len(feats.ids[d]) for d in devices[:-1]])
+    found = []
+    for a in orphans:
+        frame = a["frame_id"]
+        if frame not in feats.feats:
+            continue
+        # (an unplaced frame is nobody's exemplar: those are references and placed frames)
+        ranking = np.argsort(-np.maximum.reduceat(stacked @ feats.feats[frame][1], starts), kind="stable")
+        source = devices[int(ranking[0])]
+        rivals = {devices[int(i)] for i in ranking[1:1 + rivals_kept]} | near.get(frame, set())
+        for account in recipients.get(a["snapshot"], ()):
+            if not registry.may_see(account, source):
+                rivals |= registry.own_cameras(account)
+        logged = claims.get(a["snapshot"])
+        if logged and registry.known(logged):
+            rivals.add(logged)
+        rivals.discard(source)
+        if any(not registry.may_see(acct, source) for acct in recipients.get(a["snapshot"], ())):
+            # It would accuse: pixels alone are not enough. The frames left unplaced are the hard
+            # ones (a person in the way, a view the true camera was never seen in), and on 300
+            # homes hard look-alike seed 4, 5 of 150 such frames went to a wrong camera that
+            # passed the full check (the true one had no night views of its own), each a false pair.
+            continue
+        problem, best = _check(frame, source, rivals, logged, requested, feats, params)
+        if problem is None:
+            a.update(source_device=source, source_home=registry.home(source), attribution="pixels",
+                     confidence=round(best, 3), reason=None, candidates=None)
+            found.append(a)
+    return found
 
 
 def _trimmed_correlation(x: np.ndarray, y: np.ndarray, keep: float = 0.85) -> float:
