@@ -19,9 +19,10 @@ clusters only carry a decision from one core to another when nothing contradicts
    recipient's own cameras, the device the log named, the other anchors of its cluster. It
    accuses only when it matches its device well and clearly better than each of those. A frame
    that could be the recipient's own camera, or the logged device, goes to review.
-4. *Error rate.* The correlations between different cameras' own frames in the incident (the
-   confusable pairs: those sharing a cluster, and a sample of the rest) give the chance that a
-   wrong camera would match this well; each exposure carries it (`p_wrong`).
+4. *Error rate.* How far a wrong camera leads the right one on the incident's own frames (each
+   own frame of a camera against a camera it shares a cluster with, minus against its own
+   others) gives the chance that an accusation's lead over its nearest rival came from the
+   wrong camera; each exposure carries it (`p_wrong`), the report their sum.
 
 Access is decided from the registry: an account may see a device it owns or is shared on and,
 under the default home scope, any other camera of the same home.
@@ -74,11 +75,12 @@ class AttributionParams:
     # match the source's frame nearest to it this much worse than they typically match the source's
     occlusion_keep: float = 0.85  # a frame near other cameras only through its loose own match is
     # compared again on this share of its best-agreeing gradients (1: never)
+    pixel_rivals: int = 8  # the cameras whose own thumbnails match an evidence frame best are rivals too
     rule_out_frames: int = 8  # the logged camera, when the recipient may see it, is ruled out on fewer
     rule_out_best: float = 0.75  # ...own frames only by a frame matching its source at least this well
     lookalike_lead: float = 0.03  # ...and a frame accuses the one of two look-alikes only if it matches it
     # this much better than any frame of the other matches any of the one
-    max_p_wrong: float = 1.0  # (1: off) an accusation needs its evidence to beat this share of different-camera pairs
+    max_p_wrong: float = 1.0  # (1: off) an accusation needs a lead that at most this share of wrong-camera leads reach
 
     def signature(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -581,7 +583,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
             unit_of: dict[str, str], claims: dict[str, str], params: AttributionParams) -> tuple[int, int, float]:
     """One-to-one check of every frame that would accuse somebody (see the module docstring).
     A frame that fails is moved to review with the cameras it could be; one that passes gets
-    `p_wrong`, the share of different-camera pairs in this incident that correlate as well."""
+    `p_wrong`, the share of wrong-camera leads in this incident as large as its lead."""
     recipients: dict[str, set[str]] = defaultdict(set)
     for r in case.db.query("select distinct snapshot, account_id from events where snapshot is not null"):
         recipients[r["snapshot"]].add(r["account_id"])
@@ -632,6 +634,10 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     for u in units.values():
         if u.device:
             cluster_devices[u.cluster].add(u.device)
+    # Wherever the hashes put them, the cameras whose own thumbnails match an evidence frame best
+    # are its rivals too (300 homes hard look-alike seed 3: a leak of an original went to its copy,
+    # the original in another cluster and more than the hash reach away).
+    pixel_near = _pixel_nearest(sorted(leaked_frames), whole, sorted(whole.ids), params.pixel_rivals)
     verified = rejected = 0
     _identify_by_pixels(orphans, whole, near, recipients, registry, claims, requested, lacking, params)
     for a in evidence:
@@ -647,6 +653,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
             rivals.add(logged)
         rivals |= cluster_devices[unit.cluster]
         rivals |= near.get(frame, set())  # any camera, anywhere, whose own frames hash near this one
+        rivals |= set(pixel_near.get(frame, ()))  # ...or whose thumbnails match it best
         rivals.discard(source)
         # the logged camera, when every recipient may see it: the log says this was an own view
         own_view = logged if logged and all(registry.may_see(acct, logged) for acct in recipients[a["snapshot"]]) else None
@@ -663,16 +670,36 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
             else:
                 a.update(reason=REVIEW_PREFIX + problem[0], candidates=json.dumps(sorted({source, *problem[1]})))
             continue
-        p_wrong = _tail(impostor, best)
+        lead = best - max((score for r in rivals if (score := whole.best(frame, r)) is not None), default=-1.0)
+        p_wrong = _tail(impostor, lead)
         if p_wrong > params.max_p_wrong:  # controlled per accusation: this one is too likely wrong
             rejected += 1
             a.update(source_device=None, source_home=None, attribution=None, confidence=None,
-                     reason=REVIEW_PREFIX + f"different cameras in this incident match as well ({p_wrong:.2f} of them)",
+                     reason=REVIEW_PREFIX + f"wrong cameras in this incident lead as far ({p_wrong:.2f} of them)",
                      candidates=json.dumps(sorted({source, *rivals})[:8]))
             continue
         verified += 1
         a["p_wrong"] = p_wrong
     return verified, rejected, 0.0
+
+
+def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: int, chunk: int = 256
+                   ) -> dict[str, list[str]]:
+    """For each frame, the `most` devices whose own frames its thumbnail gradients match best,
+    best first: the cameras it could be by its pixels, wherever the hashes put them."""
+    frames = [f for f in frames if f in feats.feats]
+    if not frames or not devices:
+        return {}
+    stacked = np.concatenate([feats.edges[d] for d in devices])
+    starts = np.cumsum([0] + [len(feats.ids[d]) for d in devices[:-1]])
+    out: dict[str, list[str]] = {}
+    for begin in range(0, len(frames), chunk):
+        part = frames[begin:begin + chunk]
+        scores = np.stack([feats.feats[f][1] for f in part]) @ stacked.T
+        best = np.maximum.reduceat(scores, starts, axis=1)
+        for f, row in zip(part, best):
+            out[f] = [devices[int(i)] for i in np.argsort(-row, kind="stable")[:most]]
+    return out
 
 
 def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict[str, set[str]],
@@ -686,19 +713,15 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
     ones, the recipient's own and the logged one. A camera known only through the frames its
     log claims (`stand_ins`) is a rival, never the answer. Returns the frames placed."""
     devices = sorted(d for d in feats.ids if d not in stand_ins)
-    if not orphans or not devices:
-        return []
-    stacked = np.concatenate([feats.edges[d] for d in devices])
-    starts = np.cumsum([0] + [len(feats.ids[d]) for d in devices[:-1]])
+    # (an unplaced frame is nobody's exemplar: those are references and placed frames)
+    ranking = _pixel_nearest([a["frame_id"] for a in orphans], feats, devices, 1 + rivals_kept)
     found = []
     for a in orphans:
         frame = a["frame_id"]
-        if frame not in feats.feats:
+        if frame not in ranking:
             continue
-        # (an unplaced frame is nobody's exemplar: those are references and placed frames)
-        ranking = np.argsort(-np.maximum.reduceat(stacked @ feats.feats[frame][1], starts), kind="stable")
-        source = devices[int(ranking[0])]
-        rivals = {devices[int(i)] for i in ranking[1:1 + rivals_kept]} | near.get(frame, set())
+        source = ranking[frame][0]
+        rivals = set(ranking[frame][1:]) | near.get(frame, set())
         for account in recipients.get(a["snapshot"], ()):
             if not registry.may_see(account, source):
                 rivals |= registry.own_cameras(account)
@@ -884,8 +907,11 @@ def _hash_near_devices(case: Case, frames: list[str], exemplars: dict[str, list[
 
 
 def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400) -> np.ndarray:
-    """Best edge correlations between the own frames of two different cameras: every pair of
-    devices that share a cluster (the confusable ones), plus a fixed sample of other pairs."""
+    """How far a wrong camera leads the right one, on the incident's own frames: for every pair
+    of devices that share a cluster (the confusable ones; with none, a fixed sample of pairs),
+    each own frame of the one scored against the other's frames minus against its own others
+    (edge correlation). Nearly all are negative; look-alike rooms under camera shake give the
+    positive tail that an accusation's lead must be weighed against."""
     devices = sorted(feats.ids)
     if len(devices) < 2:
         return np.zeros(0, dtype=np.float32)
@@ -894,15 +920,24 @@ def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400) 
         if u.device and u.device in feats.ids:
             by_cluster[u.cluster].add(u.device)
     pairs = {tuple(sorted((a, b))) for ds in by_cluster.values() for a in ds for b in ds if a < b}
-    rng = np.random.default_rng(12)
-    for _ in range(sample):
-        i, j = rng.choice(len(devices), 2, replace=False)
-        pairs.add(tuple(sorted((devices[i], devices[j]))))
-    return np.array([float((feats.edges[a] @ feats.edges[b].T).max()) for a, b in sorted(pairs)], dtype=np.float32)
+    if not pairs:
+        rng = np.random.default_rng(12)
+        for _ in range(sample):
+            i, j = rng.choice(len(devices), 2, replace=False)
+            pairs.add(tuple(sorted((devices[i], devices[j]))))
+    leads = []
+    for a, b in sorted(pairs):
+        for own, other in ((b, a), (a, b)):
+            if len(feats.ids[own]) < 2:
+                continue
+            within = feats.edges[own] @ feats.edges[own].T
+            np.fill_diagonal(within, -np.inf)
+            leads.append((feats.edges[own] @ feats.edges[other].T).max(axis=1) - within.max(axis=1))
+    return np.concatenate(leads).astype(np.float32) if leads else np.zeros(0, dtype=np.float32)
 
 
 def _tail(impostor: np.ndarray, score: float) -> float:
-    """Share of different-camera pairs correlating at least `score` (half a pair when none does)."""
+    """Share of wrong-camera leads at least `score` (half a draw when none is)."""
     if not len(impostor):
         return 1.0
     return round(max(0.5, float((impostor >= score).sum())) / len(impostor), 6)
