@@ -692,13 +692,18 @@ def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: i
         return {}
     stacked = np.concatenate([feats.edges[d] for d in devices])
     starts = np.cumsum([0] + [len(feats.ids[d]) for d in devices[:-1]])
+    column: dict[str, list[int]] = defaultdict(list)
+    for i, f in enumerate(f for d in devices for f in feats.ids[d]):
+        column[f].append(i)
     out: dict[str, list[str]] = {}
     for begin in range(0, len(frames), chunk):
         part = frames[begin:begin + chunk]
         scores = np.stack([feats.feats[f][1] for f in part]) @ stacked.T
+        for row, f in enumerate(part):  # a frame is not its own match (a stand-in exemplar may be itself)
+            scores[row, column.get(f, [])] = -np.inf
         best = np.maximum.reduceat(scores, starts, axis=1)
         for f, row in zip(part, best):
-            out[f] = [devices[int(i)] for i in np.argsort(-row, kind="stable")[:most]]
+            out[f] = [devices[int(i)] for i in np.argsort(-row, kind="stable")[:most] if np.isfinite(row[i])]
     return out
 
 
