@@ -107,43 +107,15 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """All pairs (i < j) within both thresholds with their distances, in chunks of rows.
+    """All pairs (i < j) within both thresholds with their distances (pHash, dHash), a block of
+    rows at a time.
 
-    The short dHash screens every pair of the upper triangle; the long pHash is compared only
-    where dHash agreed. Chunks are sized by element count and reuse one buffer, so memory stays
-    flat and the screen runs at popcount speed rather than at page-fault speed.
+    Every pair of the upper triangle is compared, in tiles of a few rows by a few thousand
+    columns whose XOR and popcount temporaries stay in cache, on two threads (see
+    `_within_pairs`). Exact; the cost is half the square of the rows (here: representatives).
     """
-    phash_max, dhash_max = params.phash_max, params.dhash_max
-    n = len(phash)
-    rows_per = max(1, min(params.chunk, (1 << 22) // max(1, n)))
-    single = dhash.shape[1] == 1
-    if single:
-        words = np.ascontiguousarray(dhash[:, 0])
-        xor_buffer = np.empty(rows_per * n, dtype=np.uint64)
-        count_buffer = np.empty(rows_per * n, dtype=np.uint8)
-        near_buffer = np.empty(rows_per * n, dtype=bool)
-    for start in range(0, n - 1, rows_per):
-        stop = min(n, start + rows_per)
-        width = n - start - 1  # columns start+1 .. n-1: row i only needs columns after it
-        size = (stop - start) * width
-        if single:  # contiguous views of flat buffers: no page faults, and a fast flatnonzero
-            x = np.bitwise_xor(words[start:stop, None], words[None, start + 1:],
-                               out=xor_buffer[:size].reshape(stop - start, width))
-            dd = np.bitwise_count(x, out=count_buffer[:size].reshape(stop - start, width))
-            near = np.less_equal(dd, dhash_max, out=near_buffer[:size].reshape(stop - start, width))
-        else:
-            dd = distances(dhash[start:stop, None, :], dhash[None, start + 1:, :])
-            near = dd <= dhash_max
-        flat = np.flatnonzero(near)
-        rows, cols = np.divmod(flat, width)
-        d_near = dd.reshape(-1)[flat].astype(np.int64)
-        rows = rows + start
-        cols = cols + start + 1
-        keep = cols > rows
-        rows, cols, d_near = rows[keep], cols[keep], d_near[keep]
-        dp = distances(phash[rows], phash[cols])
-        close = dp <= phash_max
-        yield rows[close], cols[close], dp[close], d_near[close]
+    for rows, cols, dp, dd in _within_pairs(phash, dhash, 0, 0, p_max=params.phash_max, d_max=params.dhash_max):
+        yield rows, cols, dp, dd.astype(np.int64)
 
 
 def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -439,13 +411,16 @@ def _score_tile(query_p: np.ndarray, query_d: np.ndarray, tp: list[np.ndarray], 
                 out: np.ndarray, xor: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Scores (pHash distance + weight x dHash distance) of query rows against target word
     columns `tp`, `td` (1-D contiguous, one per word), into `out` (rows x targets, int16)."""
+    if not td:
+        out.fill(0)
     for w, column in enumerate(td):
         np.bitwise_count(np.bitwise_xor(query_d[:, w, None], column[None, :], out=xor), out=count)
         if w:
             np.add(out, count, out=out)
         else:
             np.copyto(out, count)
-    np.multiply(out, np.int16(weight), out=out)
+    if weight != 1:
+        np.multiply(out, np.int16(weight), out=out)
     for w, column in enumerate(tp):
         np.bitwise_count(np.bitwise_xor(query_p[:, w, None], column[None, :], out=xor), out=count)
         np.add(out, count, out=out)
@@ -484,43 +459,58 @@ def _score_chunks(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndarray
 
 
 def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int, rows_per: int = 32,
-                  width: int = 8192, threads: int = 2) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                  width: int = 8192, threads: int = 2, p_max: int | None = None, d_max: int | None = None
+                  ) -> Iterable[tuple[np.ndarray, ...]]:
     """Every pair (i < j) of rows scoring within `reach` (pHash + weight x dHash), with its
-    score, a row block at a time, by scoring every pair of the upper triangle in cache-sized tiles. Exact, and half
-    the pairs of scoring every row against every other; two threads share the row blocks
-    (numpy releases the GIL inside each tile's operations)."""
+    score: (i, j, score) a row block at a time. With `p_max` and `d_max` instead: the pairs within
+    both, with both distances: (i, j, pHash distance, dHash distance).
+
+    Every pair of the upper triangle is scored, in tiles of `rows_per` rows by `width` columns
+    whose temporaries stay in cache; exact. Two threads share the row blocks (numpy releases
+    the GIL inside each tile's operations)."""
     import concurrent.futures
 
     n = len(phash)
     tp = [np.ascontiguousarray(phash[:, w]) for w in range(phash.shape[1])]
     td = [np.ascontiguousarray(dhash[:, w]) for w in range(dhash.shape[1])]
     starts = list(range(0, max(0, n - 1), rows_per))
+    both = p_max is not None
 
-    def block(starts_part: list[int]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def block(starts_part: list[int]) -> list[tuple[np.ndarray, ...]]:
         xor = np.empty((rows_per, width), dtype=np.uint64)
         count = np.empty((rows_per, width), dtype=np.uint8)
         out = np.empty((rows_per, width), dtype=np.int16)
+        out_d = np.empty((rows_per, width), dtype=np.int16)
         near = np.empty((rows_per, width), dtype=bool)
+        near_d = np.empty((rows_per, width), dtype=bool)
         found = []
         for start in starts_part:
             stop = min(n, start + rows_per)
             k = stop - start
             qp, qd = phash[start:stop], dhash[start:stop]
-            rows, cols, scores = [], [], []
+            rows, cols, values, values_d = [], [], [], []
             for c0 in range(start, n, width):
                 c1 = min(n, c0 + width)
                 m = c1 - c0
-                score = _score_tile(qp, qd, [t[c0:c1] for t in tp], [t[c0:c1] for t in td], weight,
-                                    out[:k, :m], xor[:k, :m], count[:k, :m])
-                flat = np.flatnonzero(np.less_equal(score, reach, out=near[:k, :m]))
+                if both:  # dHash and pHash distances apart, each within its own bar
+                    dd = _score_tile(qp[:, :0], qd, [], [t[c0:c1] for t in td], 1, out_d[:k, :m], xor[:k, :m], count[:k, :m])
+                    dp = _score_tile(qp, qd[:, :0], [t[c0:c1] for t in tp], [], 0, out[:k, :m], xor[:k, :m], count[:k, :m])
+                    mask = np.less_equal(dp, p_max, out=near[:k, :m])
+                    mask &= np.less_equal(dd, d_max, out=near_d[:k, :m])
+                    flat = np.flatnonzero(mask)
+                    values_d.append(dd.reshape(-1)[flat])
+                    values.append(dp.reshape(-1)[flat])
+                else:
+                    score = _score_tile(qp, qd, [t[c0:c1] for t in tp], [t[c0:c1] for t in td], weight,
+                                        out[:k, :m], xor[:k, :m], count[:k, :m])
+                    flat = np.flatnonzero(np.less_equal(score, reach, out=near[:k, :m]))
+                    values.append(score.reshape(-1)[flat])
                 r, c = np.divmod(flat, m)
                 rows.append(r + start)
                 cols.append(c + c0)
-                scores.append(score.reshape(-1)[flat])
-            r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(scores)
+            r, c = np.concatenate(rows), np.concatenate(cols)
             keep = c > r
-            found.append((r[keep], c[keep], s[keep]))
-            rows, cols, scores = [], [], []
+            found.append((r[keep], c[keep], *(np.concatenate(v)[keep] for v in ((values, values_d) if both else (values,)))))
         return found
 
     if threads > 1 and len(starts) > 1:

@@ -108,3 +108,15 @@ def test_score_chunks_tiles_give_every_score(chunk, tile):
         assert score.tolist() == expected[rows].tolist()
         rows_seen.extend(rows.tolist())
     assert rows_seen == list(range(40))
+
+
+@pytest.mark.parametrize("rows_per,width,threads", [(3, 7, 1), (5, 64, 2), (32, 8192, 2)])
+def test_within_pairs_both_bars(rows_per, width, threads):
+    ph, dh, *_ = _incident(4, frames=300)
+    dp, dd = distances(ph[:, None], ph[None]), distances(dh[:, None], dh[None])
+    i, j = np.nonzero(np.triu((dp <= 74) & (dd <= 22), 1))
+    assert len(i) > 100
+    found = np.concatenate([np.c_[a, b, p, d] for a, b, p, d in _within_pairs(
+        ph, dh, 0, 0, rows_per=rows_per, width=width, threads=threads, p_max=74, d_max=22)])
+    found = found[np.lexsort((found[:, 1], found[:, 0]))]
+    assert found.tolist() == np.c_[i, j, dp[i, j], dd[i, j]].tolist()
