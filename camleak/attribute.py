@@ -648,8 +648,8 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         for account in recipients.get(a["snapshot"], ()):
             if not registry.may_see(account, source):
                 rivals |= registry.own_cameras(account)
-        logged = claims.get(a["snapshot"])
-        if logged and registry.known(logged):
+        logged = _logged_device(a["snapshot"], claims, registry)
+        if logged:
             rivals.add(logged)
         rivals |= cluster_devices[unit.cluster]
         rivals |= near.get(frame, set())  # any camera, anywhere, whose own frames hash near this one
@@ -681,6 +681,12 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         verified += 1
         a["p_wrong"] = p_wrong
     return verified, rejected, 0.0
+
+
+def _logged_device(snapshot: str, claims: dict[str, str], registry: Registry) -> str | None:
+    """The registered device the snapshot's log names, if any: a rival of every accusation."""
+    logged = claims.get(snapshot)
+    return logged if logged and registry.known(logged) else None
 
 
 def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: int, chunk: int = 256
@@ -715,7 +721,7 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
     name show their frames elsewhere) get the camera whose own frames their thumbnail matches
     best, when that camera is one every recipient may see (an own view: this accuses nobody)
     and the full one-to-one check holds against the next cameras in that ranking, the hash-near
-    ones, the recipient's own and the logged one. A camera known only through the frames its
+    ones and the logged one. A camera known only through the frames its
     log claims (`stand_ins`) is a rival, never the answer. Returns the frames placed."""
     devices = sorted(d for d in feats.ids if d not in stand_ins)
     # (an unplaced frame is nobody's exemplar: those are references and placed frames)
@@ -726,20 +732,17 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
         if frame not in ranking:
             continue
         source = ranking[frame][0]
-        rivals = set(ranking[frame][1:]) | near.get(frame, set())
-        for account in recipients.get(a["snapshot"], ()):
-            if not registry.may_see(account, source):
-                rivals |= registry.own_cameras(account)
-        logged = claims.get(a["snapshot"])
-        if logged and registry.known(logged):
-            rivals.add(logged)
-        rivals.discard(source)
         if any(not registry.may_see(acct, source) for acct in recipients.get(a["snapshot"], ())):
             # It would accuse: pixels alone are not enough. The frames left unplaced are the hard
             # ones (a person in the way, a view the true camera was never seen in), and on 300
             # homes hard look-alike seed 4, 5 of 150 such frames went to a wrong camera that
             # passed the full check (the true one had no night views of its own), each a false pair.
             continue
+        rivals = set(ranking[frame][1:]) | near.get(frame, set())
+        logged = _logged_device(a["snapshot"], claims, registry)
+        if logged:
+            rivals.add(logged)
+        rivals.discard(source)
         problem, best = _check(frame, source, rivals, logged, requested, feats, params)
         if problem is None:
             a.update(source_device=source, source_home=registry.home(source), attribution="pixels",
