@@ -212,6 +212,20 @@ class FaultProxy:
         self.server.server_close()
 
 
+def _members_with_rows(path):
+    """An archive's frame members, each with its manifest row (or None)."""
+    from camleak import archives
+
+    members = list(archives.iter_members(path))
+    manifest: dict = {}
+    for m in members:
+        if archives.is_manifest(m.name):
+            manifest.update(archives.parse_manifest(m.data, m.name)[0])
+    for m in members:
+        if not (m.skipped or archives.is_manifest(m.name)):
+            yield m, (archives.manifest_lookup(manifest, m.name) if manifest else None)
+
+
 def upload_incident(fs, bucket: str, inc, loose_from: int = 1) -> dict[str, list[str]]:
     """Put a simulated incident in a bucket as a camera cloud keeps it: snapshots as loose
     objects under a date prefix (named by snapshot key), the first snapshot archive whole
@@ -228,27 +242,11 @@ def upload_incident(fs, bucket: str, inc, loose_from: int = 1) -> dict[str, list
         if index < loose_from:
             payload[f"{bucket}/snaps/2026-11-20/{path.name}"] = path.read_bytes()
             continue
-        members = list(archives.iter_members(path))
-        manifest: dict = {}
-        for m in members:
-            if archives.is_manifest(m.name):
-                manifest.update(archives.parse_manifest(m.data, m.name)[0])
-        for m in members:
-            if m.skipped or archives.is_manifest(m.name):
-                continue
-            row = archives.manifest_lookup(manifest, m.name) if manifest else None
+        for m, row in _members_with_rows(path):
             key = str(row["snapshot"]) if row and row.get("snapshot") else archives.member_key(m.name)
             payload[f"{bucket}/snaps/2026-11-20/{key}{PurePosixPath(m.name).suffix}"] = m.data
     for path in inc.references:
-        members = list(archives.iter_members(path))
-        manifest = {}
-        for m in members:
-            if archives.is_manifest(m.name):
-                manifest.update(archives.parse_manifest(m.data, m.name)[0])
-        for m in members:
-            if m.skipped or archives.is_manifest(m.name):
-                continue
-            row = archives.manifest_lookup(manifest, m.name) if manifest else None
+        for m, row in _members_with_rows(path):
             device = (row or {}).get("device_id") or PurePosixPath(m.name).parts[-2]
             payload[f"{bucket}/refs/{device}/{PurePosixPath(m.name).name}"] = m.data
     for path in inc.logs:
