@@ -31,6 +31,7 @@ from camleak import archives, pipeline
 from camleak.attribute import Registry
 from camleak.casefile import Case
 from camleak.cluster import components
+from camleak.fingerprint import DEFAULT_PARAMS
 from camleak.score import score_case
 from camleak.simulate import SimParams, generate_incident
 
@@ -101,8 +102,9 @@ def run(seed: int, difficulty: str, homes: int, hours: int, cache: Path, lookali
     out, truth = incident_for(cache, homes, difficulty, lookalike, seed, hours)
     case_path = out / f"case{'' if references else '-norefs'}.db"
     if reuse and case_path.exists():  # fingerprints and clusters kept: only attribution again
-        with Case(case_path) as case:
-            if case.count("runs", "command = 'cluster' and status = 'ok'"):
+        with Case(case_path) as case:  # (unless they were made under other fingerprint parameters)
+            if (case.count("runs", "command = 'cluster' and status = 'ok'")
+                    and case.meta("fingerprint_params") == DEFAULT_PARAMS.signature()):
                 return _score(case, out, truth, homes, difficulty, lookalike, references, seed, with_naive, attribute_only=True)
     case_path.unlink(missing_ok=True)
     inputs = pipeline.TriageInputs(

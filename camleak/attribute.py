@@ -39,6 +39,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .casefile import Case
+from .fingerprint import DEFAULT_PARAMS as DEFAULT_FINGERPRINT_PARAMS
 
 VIEW_EVENTS = {"snapshot_viewed"}
 REVIEW_PREFIX = "review: "
@@ -80,6 +81,9 @@ class AttributionParams:
     rule_out_best: float = 0.75  # ...own frames only by a frame matching its source at least this well
     lookalike_lead: float = 0.03  # ...and a frame accuses the one of two look-alikes only if it matches it
     # this much better than any frame of the other matches any of the one
+    fine_look: bool = True  # a rival too near on the 32x16 thumbnail is looked at again on the 64x32 one
+    fine_shift: int = 2  # ...aligned within this many of its pixels (camera shake)...
+    fine_margin: float = 0.08  # ...where the frame must lead it by this, plus margin_slope x (1 - its fine match)
     max_p_wrong: float = 1.0  # (1: off) an accusation needs a lead that at most this share of wrong-camera leads reach
 
     def signature(self) -> str:
@@ -420,6 +424,8 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
             (best, grey, device), (second, _, runner) = scores[0], scores[1]
             if grey >= params.split_min and best - second >= params.split_margin:  # verification has the final word
                 placed.append((u, device))
+            elif grey >= params.split_min and (fine_device := _fine_nearest(u.frames, sampled, thumbs, params)):
+                placed.append((u, fine_device))  # the coarse thumbnails tie; the fine ones do not
             else:
                 u.review = [device, runner]
                 u.reason = REVIEW_PREFIX + f"as near {device} as {runner} in a cluster of several cameras"
@@ -456,6 +462,7 @@ class _Thumbs:
 
 
 THUMB_WIDTH = 32
+FINE_SIZE = DEFAULT_FINGERPRINT_PARAMS.fine_size  # (columns, rows)
 
 
 def _read_thumbs(case: Case, frame_ids: Iterable[str], chunk: int = 500) -> dict[str, bytes]:
@@ -501,6 +508,7 @@ class _Feats:
         self.grey = {d: np.stack([feats[f][0] for f in m]) for d, m in self.ids.items()}
         self.edges = {d: np.stack([feats[f][1] for f in m]) for d, m in self.ids.items()}
         self._pairs: dict[tuple[str, str], tuple[float, float, float]] = {}
+        self.fine: _Fine | None = None  # the finer thumbnails, where the case has them
 
     def _others(self, frame: str, device: str) -> np.ndarray | None:
         if device not in self.ids:
@@ -569,6 +577,132 @@ class _Feats:
         return self._pairs[(source, rival)][2]
 
 
+def _fine_gradients(raw: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Horizontal and vertical grey differences of a fine thumbnail, (2, rows-1, columns-1)."""
+    width, height = size
+    x = np.frombuffer(raw, dtype=np.uint8).reshape(height, width).astype(np.float32)
+    return np.stack([np.diff(x, axis=1)[:-1, :], np.diff(x, axis=0)[:, :-1]])
+
+
+def _unit_windows(stack: np.ndarray, shift: int) -> np.ndarray:
+    """(shifts, frames, d): every frame's gradients in each window displaced by up to `shift`,
+    normalised, so one product scores a template against all frames at every alignment."""
+    _, _, rows, cols = stack.shape
+    out = []
+    for dy in range(-shift, shift + 1):
+        for dx in range(-shift, shift + 1):
+            w = stack[:, :, shift + dy:rows - shift + dy, shift + dx:cols - shift + dx]
+            out.append(_unit_rows(w.reshape(len(stack), -1)))
+    return np.stack(out)
+
+
+class _Fine:
+    """Scores on the 64x32 thumbnail's gradients, each pair at its best alignment within
+    `shift` pixels. At 32x16 a look-alike flat's zoom, shift and moved object are under a pixel,
+    as large as camera shake; at 64x32, aligned, they are not (on 300 homes hard look-alike
+    seed 1, 34 of the 36 informative frames held for review between two look-alikes led their
+    own camera by more than 0.05 this way, median 0.19). Read from the case only for what a
+    close call compares."""
+
+    def __init__(self, case: Case, ids: dict[str, list[str]], size: tuple[int, int], shift: int):
+        self.case, self.ids, self.size, self.shift = case, ids, size, shift
+        self.grads: dict[str, np.ndarray | None] = {}
+        self.windows: dict[str, tuple[list[str], np.ndarray]] = {}
+        self._ceilings: dict[tuple[str, str], float] = {}
+
+    def _load(self, frames: Iterable[str]) -> None:
+        wanted = sorted({f for f in frames if f not in self.grads})
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            found = dict(self.case.db.execute(
+                f"select frame_id, fine from fingerprints where fine is not null and frame_id in ({','.join('?' * len(part))})",
+                part).fetchall())
+            for f in part:
+                ok = f in found and len(found[f]) == self.size[0] * self.size[1]  # (another fine_size: unused)
+                self.grads[f] = _fine_gradients(found[f], self.size) if ok else None
+
+    def template(self, frame: str) -> np.ndarray | None:
+        self._load([frame])
+        g = self.grads[frame]
+        if g is None:
+            return None
+        s = self.shift
+        return _unit_rows(g[:, s:g.shape[1] - s, s:g.shape[2] - s].reshape(1, -1))[0]
+
+    def _device(self, device: str) -> tuple[list[str], np.ndarray]:
+        if device not in self.windows:
+            members = self.ids.get(device, [])
+            self._load(members)
+            kept = [f for f in members if self.grads.get(f) is not None]
+            stack = np.stack([self.grads[f] for f in kept]) if kept else np.zeros((0, 2, 1, 1), np.float32)
+            self.windows[device] = (kept, _unit_windows(stack, self.shift) if kept else np.zeros((0, 0, 0), np.float32))
+        return self.windows[device]
+
+    def has(self, device: str) -> bool:
+        return bool(self._device(device)[0])
+
+    def scores(self, frame: str, device: str) -> np.ndarray | None:
+        """The frame's best-aligned correlation with each of the device's own frames (itself
+        excluded), best first; None when either side has no fine thumbnail."""
+        template = self.template(frame)
+        members, windows = self._device(device)
+        if template is None or not members:
+            return None
+        scores = (windows @ template).max(axis=0)
+        keep = np.array([f != frame for f in members])
+        return np.sort(scores[keep])[::-1] if keep.any() else None
+
+    def ceiling(self, source: str, rival: str) -> float:
+        """The best any fine frame of the rival matches any of the source, aligned."""
+        key = (source, rival)
+        if key not in self._ceilings:
+            members, _ = self._device(source)
+            templates = [t for f in members if (t := self.template(f)) is not None]
+            _, windows = self._device(rival)
+            if not templates or not len(windows):
+                self._ceilings[key] = 1.0
+            else:
+                self._ceilings[key] = float((windows @ np.stack(templates).T).max())
+        return self._ceilings[key]
+
+
+def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Thumbs", params: AttributionParams
+                  ) -> str | None:
+    """The anchor device the frames' fine thumbnails clearly match best (by the verification's
+    fine margin over the next one), or None."""
+    if not params.fine_look:
+        return None
+    fine = _Fine(thumbs.case, anchors, FINE_SIZE, params.fine_shift)
+    ranked = []
+    for device in anchors:
+        scores = [float(sc[0]) for f in frames if (sc := fine.scores(f, device)) is not None]
+        if scores:
+            ranked.append((max(scores), device))
+    if len(ranked) < len(anchors) or len(ranked) < 2:
+        return None
+    ranked.sort(reverse=True)
+    (best, device), (second, _) = ranked[0], ranked[1]
+    return device if best - second >= params.fine_margin + params.margin_slope * max(0.0, 1.0 - best) else None
+
+
+def _fine_apart(frame: str, source: str, rival: str, lookalike: bool, feats: "_Feats", params: AttributionParams
+                ) -> bool:
+    """Whether the fine thumbnails tell the frame's camera from a rival the coarse ones could not:
+    the same fair samples, a lead of `fine_margin` (more for a loose match) and, against a
+    look-alike, beyond what any frame of the rival reaches on the source."""
+    fine = feats.fine
+    if fine is None:
+        return False
+    own, theirs = fine.scores(frame, source), fine.scores(frame, rival)
+    if own is None or theirs is None:
+        return False
+    best = float(own[0])
+    fair = _expected_best(own, len(theirs)) if len(theirs) < len(own) else best
+    if float(theirs[0]) > fair - params.fine_margin - params.margin_slope * max(0.0, 1.0 - best):
+        return False
+    return not lookalike or best >= fine.ceiling(source, rival) + params.lookalike_lead
+
+
 def _expected_best(scores: np.ndarray, n: int) -> float:
     """E[max] of `n` of these (sorted descending) scores drawn without replacement."""
     total = len(scores)
@@ -625,6 +759,8 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     ids = sorted(thumbs)
     feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
     whole = _Feats(exemplars, feats)
+    if params.fine_look:
+        whole.fine = _Fine(case, whole.ids, FINE_SIZE, params.fine_shift)
     impostor = _impostor_scores(whole, units)
     near = _hash_near_devices(case, sorted(leaked_frames | {a["frame_id"] for a in orphans}), whole.ids, params)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
@@ -805,18 +941,26 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
             # such own views, their pixels nearer the look-alike by 0.1-0.2).
             return (f"{rival}, the recipient's own camera that the log names, looks like {source}", [rival]), best
         if score > fair - _margin(best, params):
-            # Near only because the frame matches its own camera loosely (a person in the way),
-            # and no look-alike: the occlusion-tolerant comparison below may still tell them apart.
-            (loose if score < fair and not lookalike and params.occlusion_keep < 1 else close).append(rival)
-            continue
+            if params.fine_look and _fine_apart(frame, source, rival, lookalike, feats, params):
+                pass  # the finer thumbnail tells them apart (and, for a look-alike, clears its ceiling)
+            elif score < fair and not lookalike and params.occlusion_keep < 1:
+                # Near only because the frame matches its own camera loosely (a person in the way),
+                # and no look-alike: the occlusion-tolerant comparison below may still tell them apart.
+                loose.append(rival)
+                continue
+            else:
+                close.append(rival)
+                continue
         if lookalike:
             # A look-alike of the source: the lead only counts where the rival has frames like
             # this one (a night view of the copy, when only its day views were ever attributed,
             # looks more like the original's night views than like any frame of the copy).
             # And it only counts where it is beyond what the two cameras' own frames reach across:
             # with camera shake as large as the shift between two look-alike flats, some frames of
-            # the one match the other as well as its own.
-            if best < feats.ceiling(source, rival) + params.lookalike_lead:
+            # the one match the other as well as its own (the finer thumbnail, aligned, may still
+            # clear it).
+            if best < feats.ceiling(source, rival) + params.lookalike_lead and not (
+                    params.fine_look and _fine_apart(frame, source, rival, lookalike, feats, params)):
                 close.append(rival)
                 continue
             nearest = nearest or feats.nearest(frame, source)

@@ -133,6 +133,7 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "bands": str,  # JSON {percent: [pHash, dHash]} of bands of several heights (issue 3)
             "contrast": float,  # coarse grey-level contrast: what noise cannot fake (issue 12)
             "thumb": bytes,  # 32x16 grey thumbnail for one-to-one verification of evidence (issue 12)
+            "fine": bytes,  # 64x32 grey thumbnail for telling look-alike rooms apart (complete frames only)
             "params": str,
         },
         "frame_id",

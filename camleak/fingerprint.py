@@ -39,7 +39,8 @@ Image.MAX_IMAGE_PIXELS = 64_000_000  # a decompression bomb is refused, not deco
 class FingerprintParams:
     """Everything that changes what a fingerprint is; recorded with every row."""
 
-    algorithm: int = 6  # 3: bands at several levels; 5: all regions in one stacked product; 6: contrast and thumb
+    # 3: bands at several levels; 5: all regions in one stacked product; 6: contrast and thumb; 7: fine thumb
+    algorithm: int = 7
     phash_size: int = 16  # (at most 64) 256-bit pHash: distances between homes concentrate far from those within one
     dhash_size: int = 8
     draft_size: tuple[int, int] = (128, 72)
@@ -55,6 +56,10 @@ class FingerprintParams:
     # dimmest informative frames of the hard simulations 24-47 (1st percentile 47).
     min_contrast: float = 32.0
     thumb_size: tuple[int, int] = (32, 16)  # grey thumbnail kept for one-to-one verification (columns, rows)
+    # A finer one (the 64x64 reduction's rows halved: square pixels on a 16:9 frame) for what the
+    # coarse one cannot tell apart: two look-alike flats, whose zoom, shift and moved object are
+    # under one pixel at 32x16 (issue 12). 2 KiB a frame.
+    fine_size: tuple[int, int] = (64, 32)
 
     def signature(self) -> str:
         data = asdict(self) | {
@@ -151,6 +156,7 @@ def _decode_row(frame_id: str, data: bytes, params: FingerprintParams) -> tuple[
         "bands": None,
         "contrast": None,
         "thumb": None,
+        "fine": None,
     }
     try:
         grey, size, truncated = _decode_grey(data, params)
@@ -220,7 +226,7 @@ def _hash_frames(frames: list[tuple[dict[str, Any], np.ndarray]], params: Finger
         dhash_hex = np.packbits(dhash_bits, axis=2).reshape(count, -1)
         rows = [frames[i][0] for i in members]
         complete = [k for k, row in enumerate(rows) if row["_complete"]]
-        quality, contrast, thumbs = {}, {}, {}
+        quality, contrast, thumbs, fines = {}, {}, {}, {}
         if complete:
             small = _both_sides(columns[complete], _box(_SMALL, rows_high), eye)
             quality = dict(zip(complete, _quality(small).tolist()))
@@ -228,12 +234,15 @@ def _hash_frames(frames: list[tuple[dict[str, Any], np.ndarray]], params: Finger
             tw, th = params.thumb_size
             thumb = _both_sides(small, _box(th, _SMALL), _box(tw, _SMALL))
             thumbs = dict(zip(complete, np.clip(np.rint(thumb), 0, 255).astype(np.uint8)))
+            fw, fh = params.fine_size
+            fine = _both_sides(small, _box(fh, _SMALL), _box(fw, _SMALL))
+            fines = dict(zip(complete, np.clip(np.rint(fine), 0, 255).astype(np.uint8)))
         for k, row in enumerate(rows):
             ph, dh = phash_hex[k].tobytes().hex(), dhash_hex[k].tobytes().hex()
             levels = _levels(row["_decoded_rows"], height, params)
             if row["_complete"]:
                 row.update(phash=ph[:ph_chars], dhash=dh[:dh_chars], quality=round(quality[k], 2),
-                           contrast=round(contrast[k], 2), thumb=thumbs[k].tobytes())
+                           contrast=round(contrast[k], 2), thumb=thumbs[k].tobytes(), fine=fines[k].tobytes())
             else:  # a truncated frame's quality: that of its largest band
                 covered = _band_end(levels[-1], height) - top
                 band = _both_sides(columns[k:k + 1, :covered, :], _box(_SMALL, covered), eye)
