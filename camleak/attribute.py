@@ -83,7 +83,8 @@ class AttributionParams:
     # this much better than any frame of the other matches any of the one
     fine_look: bool = True  # a rival too near on the 32x16 thumbnail is looked at again on the 64x32 one
     fine_shift: int = 2  # ...aligned within this many of its pixels (camera shake)...
-    fine_margin: float = 0.08  # ...where the frame must lead it by this, plus margin_slope x (1 - its fine match)
+    fine_margin: float = 0.05  # ...where the frame must lead it by this...
+    fine_slope: float = 0.2  # ...plus this x (1 - its own fine match)
     max_p_wrong: float = 1.0  # (1: off) an accusation needs a lead that at most this share of wrong-camera leads reach
 
     def signature(self) -> str:
@@ -608,7 +609,6 @@ class _Fine:
         self.case, self.ids, self.size, self.shift = case, ids, size, shift
         self.grads: dict[str, np.ndarray | None] = {}
         self.windows: dict[str, tuple[list[str], np.ndarray]] = {}
-        self._ceilings: dict[tuple[str, str], float] = {}
 
     def _load(self, frames: Iterable[str]) -> None:
         wanted = sorted({f for f in frames if f not in self.grads})
@@ -652,18 +652,17 @@ class _Fine:
         keep = np.array([f != frame for f in members])
         return np.sort(scores[keep])[::-1] if keep.any() else None
 
-    def ceiling(self, source: str, rival: str) -> float:
-        """The best any fine frame of the rival matches any of the source, aligned."""
-        key = (source, rival)
-        if key not in self._ceilings:
-            members, _ = self._device(source)
-            templates = [t for f in members if (t := self.template(f)) is not None]
-            _, windows = self._device(rival)
-            if not templates or not len(windows):
-                self._ceilings[key] = 1.0
-            else:
-                self._ceilings[key] = float((windows @ np.stack(templates).T).max())
-        return self._ceilings[key]
+    def reach(self, frame: str, source: str, rival: str) -> float:
+        """How well the rival's frames match the source's own frame nearest to this one: the
+        look-alike's reach into this very view (on 300 homes hard look-alike seed 1, against
+        the best any frame of the rival matches any of the source, it let 81 % of look-alike
+        frames through rather than 75 %, and no frame of the one twin put on the other)."""
+        members, windows = self._device(source)
+        template = self.template(frame)
+        order = np.argsort(-(windows @ template).max(axis=0))
+        nearest = next((members[int(i)] for i in order if members[int(i)] != frame), None)
+        scores = self.scores(nearest, rival) if nearest is not None else None
+        return 1.0 if scores is None else float(scores[0])
 
 
 def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Thumbs", params: AttributionParams
@@ -682,7 +681,7 @@ def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Th
         return None
     ranked.sort(reverse=True)
     (best, device), (second, _) = ranked[0], ranked[1]
-    return device if best - second >= params.fine_margin + params.margin_slope * max(0.0, 1.0 - best) else None
+    return device if best - second >= params.fine_margin + params.fine_slope * max(0.0, 1.0 - best) else None
 
 
 def _fine_apart(frame: str, source: str, rival: str, lookalike: bool, feats: "_Feats", params: AttributionParams
@@ -698,9 +697,9 @@ def _fine_apart(frame: str, source: str, rival: str, lookalike: bool, feats: "_F
         return False
     best = float(own[0])
     fair = _expected_best(own, len(theirs)) if len(theirs) < len(own) else best
-    if float(theirs[0]) > fair - params.fine_margin - params.margin_slope * max(0.0, 1.0 - best):
+    if float(theirs[0]) > fair - params.fine_margin - params.fine_slope * max(0.0, 1.0 - best):
         return False
-    return not lookalike or best >= fine.ceiling(source, rival) + params.lookalike_lead
+    return not lookalike or best >= fine.reach(frame, source, rival) + params.lookalike_lead
 
 
 def _expected_best(scores: np.ndarray, n: int) -> float:
