@@ -34,7 +34,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -466,16 +466,22 @@ THUMB_WIDTH = 32
 FINE_SIZE = DEFAULT_FINGERPRINT_PARAMS.fine_size  # (columns, rows)
 
 
-def _read_thumbs(case: Case, frame_ids: Iterable[str], chunk: int = 500) -> dict[str, bytes]:
-    """Raw thumbnails of just these frames (a million-frame case holds half a gigabyte of them)."""
+def _read_thumbs(case: Case, frame_ids: Iterable[str], chunk: int = 500, column: str = "thumb") -> dict[str, bytes]:
+    """Raw thumbnails of just these frames (a million-frame case holds half a gigabyte of them,
+    and two gigabytes of the fine ones)."""
+    assert column in ("thumb", "fine")
     wanted = sorted(set(frame_ids))
     out: dict[str, bytes] = {}
     for start in range(0, len(wanted), chunk):
         part = wanted[start:start + chunk]
         out.update(case.db.execute(
-            f"select frame_id, thumb from fingerprints where thumb is not null and frame_id in ({','.join('?' * len(part))})",
-            part).fetchall())
+            f"select frame_id, {column} from fingerprints where {column} is not null "
+            f"and frame_id in ({','.join('?' * len(part))})", part).fetchall())
     return out
+
+
+def _fine_reader(case: Case) -> Callable[[list[str]], dict[str, bytes]]:
+    return lambda frames: _read_thumbs(case, frames, column="fine")
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -605,21 +611,18 @@ class _Fine:
     own camera by more than 0.05 this way, median 0.19). Read from the case only for what a
     close call compares."""
 
-    def __init__(self, case: Case, ids: dict[str, list[str]], size: tuple[int, int], shift: int):
-        self.case, self.ids, self.size, self.shift = case, ids, size, shift
+    def __init__(self, read: Callable[[list[str]], dict[str, bytes]], ids: dict[str, list[str]],
+                 size: tuple[int, int] = FINE_SIZE, shift: int = 2):
+        self.read, self.ids, self.size, self.shift = read, ids, size, shift
         self.grads: dict[str, np.ndarray | None] = {}
         self.windows: dict[str, tuple[list[str], np.ndarray]] = {}
 
     def _load(self, frames: Iterable[str]) -> None:
         wanted = sorted({f for f in frames if f not in self.grads})
-        for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
-            found = dict(self.case.db.execute(
-                f"select frame_id, fine from fingerprints where fine is not null and frame_id in ({','.join('?' * len(part))})",
-                part).fetchall())
-            for f in part:
-                ok = f in found and len(found[f]) == self.size[0] * self.size[1]  # (another fine_size: unused)
-                self.grads[f] = _fine_gradients(found[f], self.size) if ok else None
+        found = self.read(wanted) if wanted else {}
+        for f in wanted:
+            ok = f in found and len(found[f]) == self.size[0] * self.size[1]  # (another fine_size: unused)
+            self.grads[f] = _fine_gradients(found[f], self.size) if ok else None
 
     def template(self, frame: str) -> np.ndarray | None:
         self._load([frame])
@@ -671,7 +674,7 @@ def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Th
     fine margin over the next one), or None."""
     if not params.fine_look:
         return None
-    fine = _Fine(thumbs.case, anchors, FINE_SIZE, params.fine_shift)
+    fine = _Fine(_fine_reader(thumbs.case), anchors, FINE_SIZE, params.fine_shift)
     ranked = []
     for device in anchors:
         scores = [float(sc[0]) for f in frames if (sc := fine.scores(f, device)) is not None]
@@ -759,7 +762,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
     whole = _Feats(exemplars, feats)
     if params.fine_look:
-        whole.fine = _Fine(case, whole.ids, FINE_SIZE, params.fine_shift)
+        whole.fine = _Fine(_fine_reader(case), whole.ids, FINE_SIZE, params.fine_shift)
     impostor = _impostor_scores(whole, units)
     near = _hash_near_devices(case, sorted(leaked_frames | {a["frame_id"] for a in orphans}), whole.ids, params)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere

@@ -86,3 +86,16 @@ def test_truncation_is_seen_even_when_the_caller_allows_truncated_images(monkeyp
     row = fingerprint_one("t", data[: int(len(data) * 0.8)])
     assert row["truncated"] == 1 and row["phash"] is None
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+def test_the_fine_thumbnail_shows_the_same_pixels_as_the_coarse_one_at_twice_the_detail():
+    row = fingerprint_one("a", jpeg(scene(6)))
+    fw, fh = DEFAULT_PARAMS.fine_size
+    tw, th = DEFAULT_PARAMS.thumb_size
+    fine = np.frombuffer(row["fine"], np.uint8).reshape(fh, fw).astype(float)
+    thumb = np.frombuffer(row["thumb"], np.uint8).reshape(th, tw).astype(float)
+    halved = fine.reshape(th, fh // th, tw, fw // tw).mean(axis=(1, 3))
+    assert np.abs(halved - thumb).max() <= 1.0  # rounding only
+    assert np.abs(np.diff(fine, axis=1)).mean() > np.abs(np.diff(thumb, axis=1)).mean() / 2  # detail kept
+    cut = fingerprint_one("t", jpeg(scene(6))[:6000])
+    assert cut["truncated"] == 1 and cut["fine"] is None  # only frames that decoded whole
