@@ -15,7 +15,8 @@ clusters only carry a decision from one core to another when nothing contradicts
    hash distance, or to review; it is never given whole to one device.
 3. *Verification.* Before a frame accuses anybody (it was delivered to an account that may not
    see its device), it is compared one to one, on a 32x16 grey thumbnail's normalised
-   correlation, with its device's own frames and with every camera it could otherwise be: the
+   correlation (and where that cannot tell two cameras apart, on a 64x32 one, aligned), with
+   its device's own frames and with every camera it could otherwise be: the
    recipient's own cameras, the device the log named, the other anchors of its cluster. It
    accuses only when it matches its device well and clearly better than each of those. A frame
    that could be the recipient's own camera, or the logged device, goes to review.
