@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -585,23 +585,16 @@ class _Feats:
         return self._pairs[(source, rival)][2]
 
 
-def _fine_gradients(raw: bytes, size: tuple[int, int]) -> np.ndarray:
-    """Horizontal and vertical grey differences of a fine thumbnail, (2, rows-1, columns-1)."""
-    width, height = size
-    x = np.frombuffer(raw, dtype=np.uint8).reshape(height, width).astype(np.float32)
-    return np.stack([np.diff(x, axis=1)[:-1, :], np.diff(x, axis=0)[:, :-1]])
+def _fine_windows(grads: np.ndarray, shift: int) -> np.ndarray:
+    """(shifts, d): the gradients in each window displaced by up to `shift` pixels, normalised,
+    so one product scores this frame against other frames' central windows at every alignment."""
+    _, rows, cols = grads.shape
+    return np.stack([_unit_rows(grads[:, shift + dy:rows - shift + dy, shift + dx:cols - shift + dx].reshape(1, -1))[0]
+                     for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)])
 
 
-def _unit_windows(stack: np.ndarray, shift: int) -> np.ndarray:
-    """(shifts, frames, d): every frame's gradients in each window displaced by up to `shift`,
-    normalised, so one product scores a template against all frames at every alignment."""
-    _, _, rows, cols = stack.shape
-    out = []
-    for dy in range(-shift, shift + 1):
-        for dx in range(-shift, shift + 1):
-            w = stack[:, :, shift + dy:rows - shift + dy, shift + dx:cols - shift + dx]
-            out.append(_unit_rows(w.reshape(len(stack), -1)))
-    return np.stack(out)
+def _fine_centre(grads: np.ndarray, shift: int) -> np.ndarray:
+    return grads[:, shift:grads.shape[1] - shift, shift:grads.shape[2] - shift].reshape(-1)
 
 
 class _Fine:
@@ -610,63 +603,78 @@ class _Fine:
     as large as camera shake; at 64x32, aligned, they are not (on 300 homes hard look-alike
     seed 1, 34 of the 36 informative frames held for review between two look-alikes led their
     own camera by more than 0.05 this way, median 0.19). Read from the case only for what a
-    close call compares."""
+    close call compares, and only so much kept (13 KB an exemplar, 320 KB a frame's 25
+    alignments): the least recently used devices and frames are dropped (at most about 150 MB
+    and 20 MB)."""
 
     def __init__(self, read: Callable[[list[str]], dict[str, bytes]], ids: dict[str, list[str]],
-                 size: tuple[int, int] = FINE_SIZE, shift: int = 2):
+                 size: tuple[int, int] = FINE_SIZE, shift: int = 2, keep_devices: int = 256, keep_frames: int = 64):
         self.read, self.ids, self.size, self.shift = read, ids, size, shift
-        self.grads: dict[str, np.ndarray | None] = {}
-        self.windows: dict[str, tuple[list[str], np.ndarray]] = {}
+        self.keep_devices, self.keep_frames = keep_devices, keep_frames
+        self._centres: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
+        self._windows: OrderedDict[str, np.ndarray | None] = OrderedDict()
 
-    def _load(self, frames: Iterable[str]) -> None:
-        wanted = sorted({f for f in frames if f not in self.grads})
-        found = self.read(wanted) if wanted else {}
-        for f in wanted:
-            ok = f in found and len(found[f]) == self.size[0] * self.size[1]  # (another fine_size: unused)
-            self.grads[f] = _fine_gradients(found[f], self.size) if ok else None
+    def _grads(self, frames: list[str]) -> dict[str, np.ndarray]:
+        found = self.read(frames) if frames else {}
+        width, height = self.size
+        out = {}
+        for f in frames:
+            raw = found.get(f)
+            if raw is not None and len(raw) == width * height:  # (another fine_size: unused)
+                x = np.frombuffer(raw, dtype=np.uint8).reshape(height, width).astype(np.float32)
+                out[f] = np.stack([np.diff(x, axis=1)[:-1, :], np.diff(x, axis=0)[:, :-1]])
+        return out
 
-    def template(self, frame: str) -> np.ndarray | None:
-        self._load([frame])
-        g = self.grads[frame]
-        if g is None:
+    def windows(self, frame: str) -> np.ndarray | None:
+        if frame in self._windows:
+            self._windows.move_to_end(frame)
+            return self._windows[frame]
+        grads = self._grads([frame]).get(frame)
+        self._windows[frame] = None if grads is None else _fine_windows(grads, self.shift)
+        if len(self._windows) > self.keep_frames:
+            self._windows.popitem(last=False)
+        return self._windows[frame]
+
+    def centres(self, device: str) -> tuple[list[str], np.ndarray]:
+        if device in self._centres:
+            self._centres.move_to_end(device)
+            return self._centres[device]
+        grads = self._grads(self.ids.get(device, []))
+        kept = [f for f in self.ids.get(device, []) if f in grads]
+        centres = (_unit_rows(np.stack([_fine_centre(grads[f], self.shift) for f in kept])) if kept
+                   else np.zeros((0, 0), np.float32))
+        self._centres[device] = (kept, centres)
+        if len(self._centres) > self.keep_devices:
+            self._centres.popitem(last=False)
+        return kept, centres
+
+    def _aligned(self, frame: str, device: str) -> tuple[list[str], np.ndarray] | None:
+        windows = self.windows(frame)
+        members, centres = self.centres(device)
+        if windows is None or not members:
             return None
-        s = self.shift
-        return _unit_rows(g[:, s:g.shape[1] - s, s:g.shape[2] - s].reshape(1, -1))[0]
-
-    def _device(self, device: str) -> tuple[list[str], np.ndarray]:
-        if device not in self.windows:
-            members = self.ids.get(device, [])
-            self._load(members)
-            kept = [f for f in members if self.grads.get(f) is not None]
-            stack = np.stack([self.grads[f] for f in kept]) if kept else np.zeros((0, 2, 1, 1), np.float32)
-            self.windows[device] = (kept, _unit_windows(stack, self.shift) if kept else np.zeros((0, 0, 0), np.float32))
-        return self.windows[device]
-
-    def has(self, device: str) -> bool:
-        return bool(self._device(device)[0])
+        keep = [i for i, f in enumerate(members) if f != frame]
+        if not keep:
+            return None
+        return [members[i] for i in keep], (centres[keep] @ windows.T).max(axis=1)
 
     def scores(self, frame: str, device: str) -> np.ndarray | None:
         """The frame's best-aligned correlation with each of the device's own frames (itself
         excluded), best first; None when either side has no fine thumbnail."""
-        template = self.template(frame)
-        members, windows = self._device(device)
-        if template is None or not members:
-            return None
-        scores = (windows @ template).max(axis=0)
-        keep = np.array([f != frame for f in members])
-        return np.sort(scores[keep])[::-1] if keep.any() else None
+        aligned = self._aligned(frame, device)
+        return None if aligned is None else np.sort(aligned[1])[::-1]
 
     def reach(self, frame: str, source: str, rival: str) -> float:
         """How well the rival's frames match the source's own frame nearest to this one: the
         look-alike's reach into this very view (on 300 homes hard look-alike seed 1, against
         the best any frame of the rival matches any of the source, it let 81 % of look-alike
         frames through rather than 75 %, and no frame of the one twin put on the other)."""
-        members, windows = self._device(source)
-        template = self.template(frame)
-        order = np.argsort(-(windows @ template).max(axis=0))
-        nearest = next((members[int(i)] for i in order if members[int(i)] != frame), None)
-        scores = self.scores(nearest, rival) if nearest is not None else None
-        return 1.0 if scores is None else float(scores[0])
+        aligned = self._aligned(frame, source)
+        if aligned is None:
+            return 1.0
+        members, scores = aligned
+        theirs = self.scores(members[int(np.argmax(scores))], rival)
+        return 1.0 if theirs is None else float(theirs[0])
 
 
 def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Thumbs", params: AttributionParams
@@ -692,7 +700,7 @@ def _fine_apart(frame: str, source: str, rival: str, lookalike: bool, feats: "_F
                 ) -> bool:
     """Whether the fine thumbnails tell the frame's camera from a rival the coarse ones could not:
     the same fair samples, a lead of `fine_margin` (more for a loose match) and, against a
-    look-alike, beyond what any frame of the rival reaches on the source."""
+    look-alike, a match beyond the rival's reach into this view."""
     fine = feats.fine
     if fine is None:
         return False
@@ -943,9 +951,10 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
             # pairs of the grid, 300 homes seed 1 and 1,000 homes seed 1 hard look-alike, were
             # such own views, their pixels nearer the look-alike by 0.1-0.2).
             return (f"{rival}, the recipient's own camera that the log names, looks like {source}", [rival]), best
+        fine_apart = None  # (asked at most once, and only where the first look is not enough)
         if score > fair - _margin(best, params):
-            if params.fine_look and _fine_apart(frame, source, rival, lookalike, feats, params):
-                pass  # the finer thumbnail tells them apart (and, for a look-alike, clears its ceiling)
+            if params.fine_look and (fine_apart := _fine_apart(frame, source, rival, lookalike, feats, params)):
+                pass  # the finer thumbnail tells them apart (and, for a look-alike, clears its reach)
             elif score < fair and not lookalike and params.occlusion_keep < 1:
                 # Near only because the frame matches its own camera loosely (a person in the way),
                 # and no look-alike: the occlusion-tolerant comparison below may still tell them apart.
@@ -963,7 +972,8 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
             # the one match the other as well as its own (the finer thumbnail, aligned, may still
             # clear it).
             if best < feats.ceiling(source, rival) + params.lookalike_lead and not (
-                    params.fine_look and _fine_apart(frame, source, rival, lookalike, feats, params)):
+                    fine_apart if fine_apart is not None
+                    else params.fine_look and _fine_apart(frame, source, rival, lookalike, feats, params)):
                 close.append(rival)
                 continue
             nearest = nearest or feats.nearest(frame, source)
