@@ -81,7 +81,7 @@ def fingerprint_batch(
     products over the stacked regions (resampling and DCT folded into one matrix per side), so
     the stage costs little more than the decode itself.
     """
-    with _single_threaded_blas():
+    with single_threaded_blas():
         return _fingerprint_batch(items, params)
 
 
@@ -90,10 +90,12 @@ def _blas_controller() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _single_threaded_blas():
+def single_threaded_blas():
     """The products here are small: a multi-threaded BLAS spends far more time waking threads
     (8x slower measured on 2 cores) than multiplying, and the stage is already spread over
-    processes."""
+    processes. The cluster and attribution stages use it too: their products are as small
+    (on 10^4 snapshots, 2 cores: attribution 18.9 CPU s with OpenBLAS's 2 threads, 2.9 s with
+    one, the same results)."""
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
