@@ -12,7 +12,6 @@ spread over processes here, or over a distributed engine later, without a rewrit
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import json
 import multiprocessing
@@ -167,7 +166,10 @@ def _decode_row(frame_id: str, data: bytes, params: FingerprintParams) -> tuple[
         row.update(status="undecodable", reason=_reason(exc))
         return row, None
     row["width"], row["height"] = size
-    pixels = np.asarray(grey, dtype=np.uint8)
+    if grey.mode == "L":  # always, from _decode_grey; np.asarray's route to the same bytes is slower
+        pixels = np.frombuffer(grey.tobytes(), dtype=np.uint8).reshape(grey.height, grey.width)
+    else:
+        pixels = np.asarray(grey, dtype=np.uint8)
     height = pixels.shape[0]
     decoded_rows = _decoded_rows(pixels) if truncated else height
     row["truncated"] = int(truncated)
@@ -217,8 +219,10 @@ def _hash_frames(frames: list[tuple[dict[str, Any], np.ndarray]], params: Finger
     middle = str(int(round(params.band_bottom * 100)))  # the band also stored as band_phash/band_dhash
     for (height, width), members in groups.items():
         top = int(round(height * params.overlay_top))
-        stack = np.stack([frames[i][1][top:] for i in members], dtype=np.float32)
-        count, rows_high = stack.shape[0], height - top
+        count, rows_high = len(members), height - top
+        stack = np.empty((count, rows_high, width), dtype=np.float32)
+        for j, i in enumerate(members):
+            stack[j] = frames[i][1][top:]
         columns = (stack.reshape(count * rows_high, width) @ _box(_SMALL, width).T).reshape(count, rows_high, _SMALL)
         phash_rows, dhash_rows = _stacked_rows(height, params)
         coefficients = _both_sides(columns, phash_rows, _dct(params.phash_size, _SMALL)).reshape(count, kinds, -1)
@@ -339,16 +343,20 @@ def _contrast(small: np.ndarray) -> np.ndarray:
     return high - low
 
 
-@contextlib.contextmanager
-def _truncated_images(allowed: bool):
+class _truncated_images:
     """Pillow's truncated-image switch is process-global; set it for one decode, then restore it,
-    so a caller that turned it on cannot hide truncation from us (nor we change it for them)."""
-    saved = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = allowed
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+    so a caller that turned it on cannot hide truncation from us (nor we change it for them).
+    (A class: cheaper per frame than a generator-based context manager.)"""
+
+    def __init__(self, allowed: bool):
+        self.allowed = allowed
+
+    def __enter__(self) -> None:
+        self.saved = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = self.allowed
+
+    def __exit__(self, *exc: object) -> None:
+        ImageFile.LOAD_TRUNCATED_IMAGES = self.saved
 
 
 def _open_draft(data: bytes, params: FingerprintParams) -> Image.Image:
