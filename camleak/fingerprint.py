@@ -244,7 +244,9 @@ def _hash_frames(frames: list[tuple[dict[str, Any], np.ndarray]], params: Finger
             thumb = _both_sides(small, _box(th, _SMALL), _box(tw, _SMALL))
             thumbs = dict(zip(complete, np.clip(np.rint(thumb), 0, 255).astype(np.uint8)))
             fw, fh = params.fine_size
-            fine = _both_sides(small, _box(fh, _SMALL), _box(fw, _SMALL))
+            # 64 columns wide, the fine thumbnail keeps the reduction's columns (_box(64, 64) is
+            # the identity): only its rows are halved
+            fine = _left(small, _box(fh, _SMALL)) if fw == _SMALL else _both_sides(small, _box(fh, _SMALL), _box(fw, _SMALL))
             fines = dict(zip(complete, np.clip(np.rint(fine), 0, 255).astype(np.uint8)))
         for k, row in enumerate(rows):
             ph, dh = phash_hex[k].tobytes().hex(), dhash_hex[k].tobytes().hex()
