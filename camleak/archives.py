@@ -342,7 +342,8 @@ def image_kind(data: bytes) -> str | None:
 
 
 def is_manifest(name: str) -> bool:
-    return PurePosixPath(name).name == MANIFEST_NAME
+    # a name without it anywhere cannot end in it, however the path normalises (asked of every member)
+    return MANIFEST_NAME in name and PurePosixPath(name).name == MANIFEST_NAME
 
 
 def parse_manifest(data: bytes, source: str) -> tuple[dict[str, dict], list[tuple[int, str]]]:
