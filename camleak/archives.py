@@ -153,6 +153,8 @@ def unsafe_path(name: str) -> str | None:
     camleak never extracts (members are read into memory), so such members are still read;
     the reason is recorded because it says something about who made the archive.
     """
+    if ".." not in name and name[:1] not in ("/", "\\") and not (len(name) > 1 and name[1] == ":"):
+        return None  # the common case, decided without building a path (this runs for every member)
     posix = PurePosixPath(name.replace("\\", "/"))
     if posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
         return "absolute path"
@@ -161,8 +163,9 @@ def unsafe_path(name: str) -> str | None:
     return None
 
 
-def _check_expansion(path: Path, expanded: int, limits: ArchiveLimits) -> None:
-    on_disk = max(1, path.stat().st_size)
+def _check_expansion(path: Path, expanded: int, limits: ArchiveLimits, on_disk: int | None = None) -> None:
+    """`on_disk`: the archive's size, when the caller has it (a tar is checked at every member)."""
+    on_disk = max(1, path.stat().st_size if on_disk is None else on_disk)
     if expanded > limits.max_total_bytes:
         raise InputError(f"{path}: content expands past {limits.max_total_bytes // MiB} MiB, the limit for one "
                          "archive; split it into smaller archives")
@@ -262,6 +265,7 @@ def _iter_tar(path: Path, limits: ArchiveLimits) -> Iterator[Member]:
             raise InputError(f"{path}: unreadable tar archive ({exc}{cause})") from exc
         with archive:
             last = "the start"
+            on_disk = path.stat().st_size
             while True:
                 try:
                     info = archive.next()
@@ -276,7 +280,7 @@ def _iter_tar(path: Path, limits: ArchiveLimits) -> Iterator[Member]:
                 last = repr(name)
                 if info.isdir():
                     continue
-                _check_expansion(path, info.offset_data + info.size, limits)
+                _check_expansion(path, info.offset_data + info.size, limits, on_disk)
                 if info.issym() or info.islnk():
                     kind = "symbolic" if info.issym() else "hard"
                     yield Member(name, problem="link_member", reason=f"{kind} link to {clean_name(info.linkname)!r}, not followed")
@@ -338,7 +342,8 @@ def image_kind(data: bytes) -> str | None:
 
 
 def is_manifest(name: str) -> bool:
-    return PurePosixPath(name).name == MANIFEST_NAME
+    # a name without it anywhere cannot end in it, however the path normalises (asked of every member)
+    return MANIFEST_NAME in name and PurePosixPath(name).name == MANIFEST_NAME
 
 
 def parse_manifest(data: bytes, source: str) -> tuple[dict[str, dict], list[tuple[int, str]]]:

@@ -41,6 +41,7 @@ import numpy as np
 
 from .casefile import Case
 from .fingerprint import DEFAULT_PARAMS as DEFAULT_FINGERPRINT_PARAMS
+from .fingerprint import single_threaded_blas
 
 VIEW_EVENTS = {"snapshot_viewed"}
 REVIEW_PREFIX = "review: "
@@ -187,6 +188,11 @@ def _unit_key(row: dict[str, Any]) -> str:
 
 def attribute_case(case: Case, params: AttributionParams = DEFAULT_ATTRIBUTION_PARAMS) -> AttributionStats:
     """Replace the case's cluster attributions, snapshot attributions and exposures."""
+    with single_threaded_blas():  # many small products: BLAS threads cost more than they save
+        return _attribute_case(case, params)
+
+
+def _attribute_case(case: Case, params: AttributionParams) -> AttributionStats:
     registry = Registry(list(case.db.query("select * from devices")), params.access_scope)
     stats = AttributionStats()
     claims = _claimed_devices(case)

@@ -52,6 +52,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from .casefile import Case
+from .fingerprint import single_threaded_blas
 
 
 @dataclass(frozen=True)
@@ -651,6 +652,11 @@ class ClusterStats:
 
 def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> ClusterStats:
     """Replace the case's clusters with those of its current fingerprints."""
+    with single_threaded_blas():  # small products: BLAS threads cost more than they save
+        return _cluster_case(case, params)
+
+
+def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
     rows = list(
         case.db.query(
             "select p.frame_id, p.status, p.phash, p.dhash, p.band_phash, p.band_dhash, p.bands, f.role "

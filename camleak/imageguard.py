@@ -18,7 +18,7 @@ from typing import Callable, ContextManager
 
 import numpy as np
 import PIL
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 # A frame from a camera is a few megapixels; 64 MP leaves room for stills from any real camera
 # while refusing a file that declares, say, 100000 x 100000 pixels in a few hundred bytes.
@@ -103,14 +103,19 @@ def repair_png_checksums(data: bytes) -> bytes:
     return bytes(out) if changed else data
 
 
+_TRANSPOSING = frozenset(range(2, 9))  # the EXIF orientations ImageOps.exif_transpose acts on
+
+
 def to_grey(image: Image.Image) -> Image.Image:
     """8-bit grey, upright: EXIF orientation applied, high bit depths scaled, not clipped."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Corrupt EXIF data" would flood stderr from workers
-            upright = ImageOps.exif_transpose(image)
-        if upright is not None:
-            image = upright
+            # exif_transpose's own first steps; it is called only where it would move pixels,
+            # since otherwise it returns a copy (most of its cost) of the very same image
+            image.load()
+            if image.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSING:
+                image = ImageOps.exif_transpose(image)
     except Exception:  # broken EXIF costs the orientation, not the frame
         pass
     mode = image.mode
