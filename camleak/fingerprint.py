@@ -172,6 +172,9 @@ def _decode_row(frame_id: str, data: bytes, params: FingerprintParams) -> tuple[
     else:
         pixels = np.asarray(grey, dtype=np.uint8)
     height = pixels.shape[0]
+    if min(pixels.shape) < _MIN_SIDE:  # (a one-row image has no band to hash: it would divide by zero)
+        row.update(status="uninformative", reason=f"{size[0]}x{size[1]} pixels: too small to show whose home it is")
+        return row, None
     decoded_rows = _decoded_rows(pixels) if truncated else height
     row["truncated"] = int(truncated)
     row["decoded_fraction"] = round(decoded_rows / height, 3)
@@ -183,6 +186,7 @@ def _decode_row(frame_id: str, data: bytes, params: FingerprintParams) -> tuple[
     return row, pixels
 
 
+_MIN_SIDE = 8  # decoded pixels on each side below which a frame is not hashed at all
 _SMALL = 64  # every region is reduced to 64x64 first (imagehash's pHash size for 16x16 hashes)
 
 

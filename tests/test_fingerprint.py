@@ -99,3 +99,12 @@ def test_the_fine_thumbnail_shows_the_same_pixels_as_the_coarse_one_at_twice_the
     assert np.abs(np.diff(fine, axis=1)).mean() > np.abs(np.diff(thumb, axis=1)).mean() / 2  # detail kept
     cut = fingerprint_one("t", jpeg(scene(6))[:6000])
     assert cut["truncated"] == 1 and cut["fine"] is None  # only frames that decoded whole
+
+
+def test_a_tiny_image_is_uninformative_and_does_not_stop_its_batch():
+    tiny = [encode(Image.new("RGB", size, (100, 120, 130)), "JPEG") for size in ((1, 1), (64, 1), (1, 40))]
+    rows = fingerprint_batch([(f"t{i}", data) for i, data in enumerate(tiny)] + [("ok", jpeg(scene(7)))])
+    by_id = {r["frame_id"]: r for r in rows}
+    assert [by_id[f"t{i}"]["status"] for i in range(3)] == ["uninformative"] * 3
+    assert "too small" in by_id["t1"]["reason"]
+    assert by_id["ok"]["status"] == "ok" and by_id["ok"]["phash"]
