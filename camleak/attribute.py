@@ -507,9 +507,12 @@ def _features(thumbs: list[bytes], rows: int | None = None) -> tuple[np.ndarray,
     x = np.frombuffer(b"".join(thumbs), dtype=np.uint8).reshape(len(thumbs), -1, THUMB_WIDTH).astype(np.float32)
     if rows is not None:
         x = x[:, :rows]
-    gx = np.diff(x, axis=2)[:, :-1, :].reshape(len(x), -1)
-    gy = np.diff(x, axis=1)[:, :, :-1].reshape(len(x), -1)
-    return _unit_rows(x.reshape(len(x), -1)), _unit_rows(np.concatenate([gx, gy], axis=1))
+    return _unit_rows(x.reshape(len(x), -1)), _unit_rows(_gradients(x).reshape(len(x), -1))
+
+
+def _gradients(x: np.ndarray) -> np.ndarray:
+    """(n, 2, rows-1, cols-1): horizontal then vertical grey differences of each thumbnail."""
+    return np.stack([np.diff(x, axis=2)[:, :-1, :], np.diff(x, axis=1)[:, :, :-1]], axis=1)
 
 
 class _Feats:
@@ -627,8 +630,7 @@ class _Fine:
         for f in frames:
             raw = found.get(f)
             if raw is not None and len(raw) == width * height:  # (another fine_size: unused)
-                x = np.frombuffer(raw, dtype=np.uint8).reshape(height, width).astype(np.float32)
-                out[f] = np.stack([np.diff(x, axis=1)[:-1, :], np.diff(x, axis=0)[:, :-1]])
+                out[f] = _gradients(np.frombuffer(raw, dtype=np.uint8).reshape(1, height, width).astype(np.float32))[0]
         return out
 
     def windows(self, frame: str) -> np.ndarray | None:
@@ -683,13 +685,18 @@ class _Fine:
         return 1.0 if theirs is None else float(theirs[0])
 
 
+def _fine_margin(best: float, params: AttributionParams) -> float:
+    """`_margin` on the fine thumbnail: the lead asked there, more for a loose match."""
+    return params.fine_margin + params.fine_slope * max(0.0, 1.0 - best)
+
+
 def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Thumbs", params: AttributionParams
                   ) -> str | None:
     """The anchor device the frames' fine thumbnails clearly match best (by the verification's
     fine margin over the next one), or None."""
     if not params.fine_look:
         return None
-    fine = _Fine(_fine_reader(thumbs.case), anchors, FINE_SIZE, params.fine_shift)
+    fine = _Fine(_fine_reader(thumbs.case), anchors, shift=params.fine_shift)
     ranked = []
     for device in anchors:
         scores = [float(sc[0]) for f in frames if (sc := fine.scores(f, device)) is not None]
@@ -699,7 +706,7 @@ def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Th
         return None
     ranked.sort(reverse=True)
     (best, device), (second, _) = ranked[0], ranked[1]
-    return device if best - second >= params.fine_margin + params.fine_slope * max(0.0, 1.0 - best) else None
+    return device if best - second >= _fine_margin(best, params) else None
 
 
 def _fine_apart(frame: str, source: str, rival: str, lookalike: bool, feats: "_Feats", params: AttributionParams
@@ -708,14 +715,14 @@ def _fine_apart(frame: str, source: str, rival: str, lookalike: bool, feats: "_F
     the same fair samples, a lead of `fine_margin` (more for a loose match) and, against a
     look-alike, a match beyond the rival's reach into this view."""
     fine = feats.fine
-    if fine is None:
+    if fine is None or not params.fine_look:
         return False
     own, theirs = fine.scores(frame, source), fine.scores(frame, rival)
     if own is None or theirs is None:
         return False
     best = float(own[0])
     fair = _expected_best(own, len(theirs)) if len(theirs) < len(own) else best
-    if float(theirs[0]) > fair - params.fine_margin - params.fine_slope * max(0.0, 1.0 - best):
+    if float(theirs[0]) > fair - _fine_margin(best, params):
         return False
     return not lookalike or best >= fine.reach(frame, source, rival) + params.lookalike_lead
 
@@ -777,7 +784,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
     whole = _Feats(exemplars, feats)
     if params.fine_look:
-        whole.fine = _Fine(_fine_reader(case), whole.ids, FINE_SIZE, params.fine_shift)
+        whole.fine = _Fine(_fine_reader(case), whole.ids, shift=params.fine_shift)
     impostor = _impostor_scores(whole, units)
     near = _hash_near_devices(case, sorted(leaked_frames | {a["frame_id"] for a in orphans}), whole.ids, params)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
@@ -959,31 +966,24 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
             # enough here (1,000 homes hard look-alike seed 2: two night own views, their
             # camera's night views all attributed to its look-alike, pairs 0.49/0.62 and 0.52/0.62).
             return (f"{rival}, the recipient's own camera that the log names, looks like {source}", [rival]), best
-        fine_apart = None  # (asked at most once, and only where the first look is not enough)
-        if score > fair - _margin(best, params):
-            if params.fine_look and (fine_apart := _fine_apart(frame, source, rival, lookalike, feats, params)):
-                pass  # the finer thumbnail tells them apart (and, for a look-alike, clears its reach)
-            elif score < fair and not lookalike and params.occlusion_keep < 1:
+        near = score > fair - _margin(best, params)
+        # Against a look-alike the lead only counts where it is beyond what the two cameras' own
+        # frames reach across: with camera shake as large as the shift between two look-alike
+        # flats, some frames of the one match the other as well as its own.
+        capped = lookalike and best < feats.ceiling(source, rival) + params.lookalike_lead
+        if (near or capped) and not _fine_apart(frame, source, rival, lookalike, feats, params):
+            # (the finer thumbnail, aligned, did not tell them apart either)
+            if near and score < fair and not lookalike and params.occlusion_keep < 1:
                 # Near only because the frame matches its own camera loosely (a person in the way),
                 # and no look-alike: the occlusion-tolerant comparison below may still tell them apart.
                 loose.append(rival)
-                continue
             else:
                 close.append(rival)
-                continue
+            continue
         if lookalike:
             # A look-alike of the source: the lead only counts where the rival has frames like
             # this one (a night view of the copy, when only its day views were ever attributed,
             # looks more like the original's night views than like any frame of the copy).
-            # And it only counts where it is beyond what the two cameras' own frames reach across:
-            # with camera shake as large as the shift between two look-alike flats, some frames of
-            # the one match the other as well as its own (the finer thumbnail, aligned, may still
-            # clear it).
-            if best < feats.ceiling(source, rival) + params.lookalike_lead and not (
-                    fine_apart if fine_apart is not None
-                    else params.fine_look and _fine_apart(frame, source, rival, lookalike, feats, params)):
-                close.append(rival)
-                continue
             nearest = nearest or feats.nearest(frame, source)
             if nearest is not None and (feats.best(nearest, rival) or 0.0) < typical - params.coverage_gap:
                 uncovered.append(rival)

@@ -153,6 +153,13 @@ def test_a_person_in_the_way_does_not_stop_a_frame_accusing_when_the_rest_of_the
     assert _check("x", "cam-src", {"cam-other"}, None, set(), feats, AttributionParams())[0] is not None
 
 
+def held_back_by_the_log(feats: _Feats, source: str, mine: str):
+    """The check's outcome when the log says the recipient was shown its own camera `mine`,
+    once it is asserted that the same pixels accuse without that log."""
+    assert _check("x", source, {mine}, mine, {mine}, feats, AttributionParams())[0] is None
+    return _check("x", source, {mine}, mine, {mine}, feats, AttributionParams(), own_view=mine)[0]
+
+
 def test_an_own_view_whose_logged_camera_looks_like_the_source_accuses_nobody():
     # The log says acct saw its own cam-copy; the pixels lean to cam-orig, its look-alike, by
     # a clear edge lead. Thumbnails of two look-alike rooms do not overrule the log.
@@ -160,9 +167,7 @@ def test_an_own_view_whose_logged_camera_looks_like_the_source_accuses_nobody():
     groups = {"cam-orig": [frame(rng, {E_DAY: 1.0}, 0.1) for _ in range(12)],
               "cam-copy": [frame(rng, {E_DAY: 0.75, E_COPY: 0.66}, 0.1) for _ in range(12)]}
     feats = features(groups, frame(rng, {E_DAY: 1.0}, 0.1))
-    assert _check("x", "cam-orig", {"cam-copy"}, "cam-copy", {"cam-copy"}, feats, AttributionParams())[0] is None
-    problem, _ = _check("x", "cam-orig", {"cam-copy"}, "cam-copy", {"cam-copy"}, feats, AttributionParams(),
-                        own_view="cam-copy")
+    problem = held_back_by_the_log(feats, "cam-orig", "cam-copy")
     assert problem is not None and problem[1] == ["cam-copy"] and "own camera" in problem[0]
 
 
@@ -178,9 +183,7 @@ def test_an_own_view_whose_logged_camera_looks_like_the_source_one_way_accuses_n
     feats = features(groups, frame(rng, {E_NIGHT: 1.0}, 0.1))
     typical, likeness = feats.pair("cam-orig", "cam-copy")
     assert typical < AttributionParams().lookalike_pair <= likeness
-    assert _check("x", "cam-orig", {"cam-copy"}, "cam-copy", {"cam-copy"}, feats, AttributionParams())[0] is None
-    problem, _ = _check("x", "cam-orig", {"cam-copy"}, "cam-copy", {"cam-copy"}, feats, AttributionParams(),
-                        own_view="cam-copy")
+    problem = held_back_by_the_log(feats, "cam-orig", "cam-copy")
     assert problem is not None and problem[1] == ["cam-copy"] and "own camera" in problem[0]
 
 
@@ -190,9 +193,7 @@ def test_an_own_view_is_not_overruled_by_a_loose_match_against_a_camera_seen_in_
               "cam-mine": [frame(rng, {E_NIGHT: 1.0}, 0.1) for _ in range(4)]}
     loose = frame(rng, {E_DAY: 0.68, 40: 0.73}, 0.02)  # matches cam-src at ~0.68, cam-mine not at all
     feats = features(groups, loose)
-    assert _check("x", "cam-src", {"cam-mine"}, "cam-mine", {"cam-mine"}, feats, AttributionParams())[0] is None
-    problem, _ = _check("x", "cam-src", {"cam-mine"}, "cam-mine", {"cam-mine"}, feats, AttributionParams(),
-                        own_view="cam-mine")
+    problem = held_back_by_the_log(feats, "cam-src", "cam-mine")
     assert problem is not None and "too few frames" in problem[0]
     # a frame that matches its source well still accuses, whatever the log says
     feats = features(groups, frame(rng, {E_DAY: 1.0}, 0.1))
