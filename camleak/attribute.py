@@ -87,6 +87,10 @@ class AttributionParams:
     fine_shift: int = 2  # ...aligned within this many of its pixels (camera shake)...
     fine_margin: float = 0.05  # ...where the frame must lead it by this...
     fine_slope: float = 0.2  # ...plus this x (1 - its own fine match)
+    grey_look: bool = True  # a rival too near in edges that looks nothing like the source (both ways
+    grey_unlike: float = 0.45  # below this pair measure) is ruled out by the occlusion-tolerant grey
+    grey_min: float = 0.90  # ...match when the frame matches its own camera at least this well that way...
+    grey_lead: float = 0.08  # ...and leads the rival by this, on fair samples
     max_p_wrong: float = 1.0  # (1: off) an accusation needs a lead that at most this share of wrong-camera leads reach
 
     def signature(self) -> str:
@@ -564,10 +568,11 @@ class _Feats:
         scores = np.sort(self.edges[device][keep] @ self.feats[frame][1])[::-1]
         return _expected_best(scores, n)
 
-    def trimmed(self, frame: str, device: str, keep: float) -> np.ndarray:
-        """Occlusion-tolerant edge correlations with each of the device's own frames, best first."""
-        rows = self.edges[device][self._others(frame, device)]
-        return np.sort(_trimmed_rows(self.feats[frame][1], rows, keep))[::-1]
+    def trimmed(self, frame: str, device: str, keep: float, kind: str = "edges") -> np.ndarray:
+        """Occlusion-tolerant correlations (edges or grey) with each of the device's own frames, best first."""
+        index = 1 if kind == "edges" else 0
+        rows = (self.edges if index else self.grey)[device][self._others(frame, device)]
+        return np.sort(_trimmed_rows(self.feats[frame][index], rows, keep))[::-1]
 
     def nearest(self, frame: str, device: str) -> str | None:
         keep = self._others(frame, device)
@@ -725,6 +730,22 @@ def _fine_apart(frame: str, source: str, rival: str, lookalike: bool, feats: "_F
     if float(theirs[0]) > fair - _fine_margin(best, params):
         return False
     return not lookalike or best >= fine.reach(frame, source, rival) + params.lookalike_lead
+
+
+def _grey_apart(frame: str, source: str, rival: str, feats: "_Feats", params: AttributionParams) -> bool:
+    """Whether the room itself, in grey with the worst-agreeing pixels left out (a person in the
+    way), says which of two unlike cameras the frame is. Edges are what tell look-alike flats
+    apart, but a person in the frame brings edges of its own that match any camera where
+    somebody once stood in that place; the rest of the room does not. Only for rivals that look
+    nothing like the source: look-alikes share their grey room."""
+    if not params.grey_look or max(feats.pair(source, rival)) >= params.grey_unlike:
+        return False
+    own = feats.trimmed(frame, source, params.occlusion_keep, "grey")
+    theirs = feats.trimmed(frame, rival, params.occlusion_keep, "grey")
+    if not len(own) or not len(theirs) or own[0] < params.grey_min:
+        return False
+    fair = _expected_best(own, len(theirs)) if len(theirs) < len(own) else float(own[0])
+    return float(theirs[0]) <= fair - params.grey_lead
 
 
 def _expected_best(scores: np.ndarray, n: int) -> float:
@@ -971,8 +992,9 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
         # frames reach across: with camera shake as large as the shift between two look-alike
         # flats, some frames of the one match the other as well as its own.
         capped = lookalike and best < feats.ceiling(source, rival) + params.lookalike_lead
-        if (near or capped) and not _fine_apart(frame, source, rival, lookalike, feats, params):
-            # (the finer thumbnail, aligned, did not tell them apart either)
+        if ((near or capped) and not _fine_apart(frame, source, rival, lookalike, feats, params)
+                and not _grey_apart(frame, source, rival, feats, params)):
+            # (neither the finer thumbnail, aligned, nor the grey room told them apart)
             if near and score < fair and not lookalike and params.occlusion_keep < 1:
                 # Near only because the frame matches its own camera loosely (a person in the way),
                 # and no look-alike: the occlusion-tolerant comparison below may still tell them apart.
