@@ -740,6 +740,11 @@ def _grey_apart(frame: str, source: str, rival: str, feats: "_Feats", params: At
     nothing like the source: look-alikes share their grey room."""
     if not params.grey_look or max(feats.pair(source, rival)) >= params.grey_unlike:
         return False
+    return _grey_leads(frame, source, rival, feats, params)
+
+
+def _grey_leads(frame: str, source: str, rival: str, feats: "_Feats", params: AttributionParams) -> bool:
+    """The grey look's measure alone: the frame is clearly its source's room rather than the rival's."""
     own = feats.trimmed(frame, source, params.occlusion_keep, "grey")
     theirs = feats.trimmed(frame, rival, params.occlusion_keep, "grey")
     if not len(own) or not len(theirs) or own[0] < params.grey_min:
@@ -959,6 +964,7 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
     if robust < params.verify_min:
         return (f"matches {source}'s own frames only loosely (correlation {robust:.2f})", sorted(rivals)), best
     close, uncovered, loose = [], [], []
+    by_grey = False  # whether the grey look ruled out a rival
     own_count = feats.count(frame, source)
     nearest = None
     for rival in sorted(rivals):
@@ -992,8 +998,10 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
         # frames reach across: with camera shake as large as the shift between two look-alike
         # flats, some frames of the one match the other as well as its own.
         capped = lookalike and best < feats.ceiling(source, rival) + params.lookalike_lead
-        if ((near or capped) and not _fine_apart(frame, source, rival, lookalike, feats, params)
-                and not _grey_apart(frame, source, rival, feats, params)):
+        fine = (near or capped) and _fine_apart(frame, source, rival, lookalike, feats, params)
+        if (near or capped) and not fine and _grey_apart(frame, source, rival, feats, params):
+            by_grey = True
+        elif (near or capped) and not fine:
             # (neither the finer thumbnail, aligned, nor the grey room told them apart)
             if near and score < fair and not lookalike and params.occlusion_keep < 1:
                 # Near only because the frame matches its own camera loosely (a person in the way),
@@ -1011,6 +1019,13 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
                 uncovered.append(rival)
     if loose and not close:
         close = _occluded_check(frame, source, loose, feats, params)
+    if (by_grey and not close and own_view and own_view != source and feats.count(frame, own_view)
+            and not _grey_leads(frame, source, own_view, feats, params)):
+        # Where the grey room decided, the recipient's own camera that the log names must be ruled
+        # out in grey too: its few frames may all be day views (1,000 homes hard look-alike seed 2: a
+        # night own view, alike its camera's 12 day frames at 0.37 in edges but 0.90 in grey,
+        # went to the look-alike that had absorbed that camera's night views).
+        close = [own_view]
     if close:
         return (f"could be {', '.join(close)} as well as {source}", close), best
     if uncovered:

@@ -23,7 +23,7 @@ def person(rng: np.random.Generator, room: np.ndarray, share: float = 0.12) -> n
     return unit(v)
 
 
-def incident(rng: np.random.Generator, rival_grey, rival_edges=None, probe_grey=None):
+def incident(rng: np.random.Generator, rival_grey, rival_edges=None, probe_grey=None, mine_grey=None):
     """cam-src's room and a rival's; the probe is a frame of cam-src with a person in it, whose
     edges are as near the rival's frames where somebody stood in the same place as its own
     camera's frames (in which nobody ever did)."""
@@ -33,7 +33,10 @@ def incident(rng: np.random.Generator, rival_grey, rival_edges=None, probe_grey=
     rival_edges = unit(rng.normal(size=EDGES)) if rival_edges is None else rival_edges(room_edges)
     jitter = lambda v, s: unit(v + rng.normal(0, s / np.sqrt(len(v)), len(v)))  # noqa: E731
     ids, feats = {}, {}
-    for device, grey, edges in (("cam-src", room_grey, room_edges), ("cam-rival", rival_grey(room_grey), rival_edges)):
+    cameras = [("cam-src", room_grey, room_edges), ("cam-rival", rival_grey(room_grey), rival_edges)]
+    if mine_grey is not None:  # the recipient's own camera, unlike in edges
+        cameras.append(("cam-mine", mine_grey(room_grey), unit(rng.normal(size=EDGES))))
+    for device, grey, edges in cameras:
         ids[device] = [f"{device}:{i}" for i in range(24)]
         for i, f in enumerate(ids[device]):
             with_walker = device == "cam-rival" and i % 3 == 0  # somebody stood there in the rival's room
@@ -73,3 +76,20 @@ def test_a_frame_whose_room_matches_its_camera_only_loosely_in_grey_stays_in_rev
     assert float(feats.trimmed("x", "cam-src", 0.85, "grey")[0]) < AttributionParams().grey_min
     assert outcome(feats) is not None
     assert outcome(feats, grey_min=0.5, verify_min=0.5) is None  # (it is that bar that holds it)
+
+
+def test_where_grey_decides_the_own_camera_the_log_names_must_be_ruled_out_in_grey_too():
+    # The log says the recipient saw its own camera. Its frames are unlike the frame in edges (all
+    # day views, say, of a room whose night views went elsewhere) but near it in grey: the grey
+    # look that rules out the unrelated rival cannot then accuse.
+    rng = np.random.default_rng(8)
+    feats = incident(rng, rival_grey=lambda room: unit(rng.normal(size=GREY)),
+                     mine_grey=lambda room: unit(room + rng.normal(0, 0.35 / np.sqrt(GREY), GREY)))
+    rivals = {"cam-rival", "cam-mine"}
+    assert _check("x", "cam-src", rivals, "cam-mine", {"cam-mine"}, feats, AttributionParams())[0] is None
+    problem = _check("x", "cam-src", rivals, "cam-mine", {"cam-mine"}, feats, AttributionParams(), own_view="cam-mine")[0]
+    assert problem is not None and problem[1] == ["cam-mine"]
+    # ...while an own camera unlike the frame in grey as well does not stand in the way
+    feats = incident(np.random.default_rng(8), rival_grey=lambda room: unit(rng.normal(size=GREY)),
+                     mine_grey=lambda room: unit(rng.normal(size=GREY)))
+    assert _check("x", "cam-src", rivals, "cam-mine", {"cam-mine"}, feats, AttributionParams(), own_view="cam-mine")[0] is None
