@@ -286,3 +286,25 @@ def test_references_come_from_their_device(inc, truth):
     assert {d for d, v in truth["devices"].items() if v["rarely_used"]} <= devices
     counts = {d: sum(n.split("/")[1] == d for n in names) for d in devices}
     assert all(2 <= c <= 3 for c in counts.values())
+
+
+def test_planned_cameras_distance_is_the_plain_bit_count_to_every_earlier_camera():
+    # The packed signatures the plan compares a candidate with give the same distance as
+    # counting differing bits against every earlier camera's day and night look, any combination.
+    import numpy as np
+
+    from camleak.simulate.plan import _Signatures
+
+    rng = np.random.default_rng(2)
+    kept, signatures = [], _Signatures()
+    assert signatures.nearest(rng.random((2, 64)) < 0.5) == 64  # no earlier camera
+    for _ in range(150):  # past the first doubling of its storage
+        candidate = rng.random((2, 64)) < 0.5
+        if kept:
+            plain = int((np.array(kept)[:, :, None, :] != candidate[None, None, :, :]).sum(-1).min())
+            assert signatures.nearest(candidate) == plain
+        kept.append(candidate)
+        signatures.append(candidate)
+    near = kept[40].copy()
+    near[:, :5] ^= True  # five bits from camera 40's day look and from its night look
+    assert signatures.nearest(near) == 5

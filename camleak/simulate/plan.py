@@ -29,7 +29,7 @@ _SIG_SIZE = (256, 144)
 _MAX_ATTEMPTS = 12
 _MIN_APART = 20  # phash bits between any two cameras' clean bases (day or night, any combination)
 _MAX_OWN = 12  # phash bits between one camera's own clean day and night bases
-_PLANS: dict[int, tuple[list[int], list[np.ndarray]]] = {}
+_PLANS: dict[int, tuple[list[int], "_Signatures"]] = {}
 
 
 def _signature(scene: _Scene) -> np.ndarray:
@@ -52,17 +52,16 @@ def _scene_attempt(seed: int, cam: int) -> int:
     `_MIN_APART` bits from every earlier camera and close to its own infrared look.
     Depends only on the seed, so every process derives the same plan.
     """
-    attempts, sigs = _PLANS.setdefault(seed, ([], []))
+    attempts, sigs = _PLANS.setdefault(seed, ([], _Signatures()))
     while len(attempts) < cam:
         n = len(attempts) + 1
-        prev = np.array(sigs) if sigs else np.zeros((0, 2, 64), bool)
         best: tuple[tuple[bool, int], int, np.ndarray] | None = None
         for k in range(_MAX_ATTEMPTS):
             sig = _SIGS.pop((seed, n, k), None)
             if sig is None:
                 sig = _signature(_make_scene(seed, n, k))
             own = int((sig[0] != sig[1]).sum())
-            apart = int((prev[:, :, None, :] != sig[None, None, :, :]).sum(-1).min()) if len(prev) else 64
+            apart = sigs.nearest(sig)
             rank = (own <= _MAX_OWN, min(apart, _MIN_APART))
             if best is None or rank > best[0]:
                 best = (rank, k, sig)
@@ -72,6 +71,35 @@ def _scene_attempt(seed: int, cam: int) -> int:
         attempts.append(best[1])
         sigs.append(best[2])
     return attempts[cam - 1]
+
+
+class _Signatures:
+    """The kept cameras' signatures, packed (two 64-bit words each) in an array that grows by
+    doubling: the distance from a candidate to every earlier camera is one XOR and popcount
+    per word, where rebuilding a boolean array of all earlier signatures for every camera made
+    planning quadratic (3,000 homes did not finish planning in 30 minutes)."""
+
+    def __init__(self) -> None:
+        self.words = np.zeros((64, 2), np.uint64)
+        self.count = 0
+
+    @staticmethod
+    def _pack(sig: np.ndarray) -> np.ndarray:
+        return np.packbits(sig.astype(bool), axis=-1).view(">u8").astype(np.uint64).reshape(2)
+
+    def nearest(self, sig: np.ndarray) -> int:
+        """The fewest phash bits between the candidate's day or night look and any earlier
+        camera's day or night look (64 when there is none)."""
+        if not self.count:
+            return 64
+        words = self.words[: self.count]
+        return int(np.bitwise_count(words[:, :, None] ^ self._pack(sig)[None, None, :]).min())
+
+    def append(self, sig: np.ndarray) -> None:
+        if self.count == len(self.words):
+            self.words = np.concatenate([self.words, np.zeros_like(self.words)])
+        self.words[self.count] = self._pack(sig)
+        self.count += 1
 
 
 _SIGS: dict[tuple[int, int, int], np.ndarray] = {}  # (seed, cam, attempt) -> signature, computed ahead in a pool
