@@ -45,6 +45,7 @@ from .fingerprint import single_threaded_blas
 
 VIEW_EVENTS = {"snapshot_viewed"}
 REVIEW_PREFIX = "review: "
+SPLIT_REVIEW = REVIEW_PREFIX + "as near "  # (a part of a split cluster between two anchors)
 NO_THUMBNAIL = "frame cannot be verified one to one (no thumbnail: from an older case)"
 TOO_SHORT = "truncated frame: too little decoded to verify it one to one"
 UNVERIFIABLE = (NO_THUMBNAIL, TOO_SHORT)
@@ -83,6 +84,8 @@ class AttributionParams:
     rule_out_best: float = 0.75  # ...own frames only by a frame matching its source at least this well
     lookalike_lead: float = 0.03  # ...and a frame accuses the one of two look-alikes only if it matches it
     # this much better than any frame of the other matches any of the one
+    resolve_split: bool = True  # a frame a split cluster held between its anchors is tried as each of them,
+    # and goes to the one the full check lets through, when only one does
     fine_look: bool = True  # a rival too near on the 32x16 thumbnail is looked at again on the 64x32 one
     fine_shift: int = 2  # ...aligned within this many of its pixels (camera shake)...
     fine_margin: float = 0.05  # ...where the frame must lead it by this...
@@ -775,7 +778,9 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
                 and any(not registry.may_see(acct, a["source_device"]) for acct in recipients.get(a["snapshot"], ()))]
     orphans = [a for a in by_snapshot.values() if params.identify_by_pixels and not a["source_device"]
                and a["cluster_id"] is not None and (a["reason"] or "").startswith(ORPHAN_REASONS)]
-    if not evidence and not orphans:
+    held = [a for a in by_snapshot.values() if params.resolve_split and not a["source_device"] and a["candidates"]
+            and (a["reason"] or "").startswith(SPLIT_REVIEW)]
+    if not evidence and not orphans and not held:
         return 0, 0, 0.0
     # Each device's own frames: informative references, and frames delivered only to accounts
     # that may see it (their attribution is not an accusation, so they are the device's looks).
@@ -804,7 +809,9 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         step = max(1, len(members) // params.exemplars)
         exemplars[device] = members[::step][: params.exemplars]
     orphans = [a for a in orphans if a["frame_id"] not in partial]
-    needed = {f for m in exemplars.values() for f in m} | leaked_frames | {a["frame_id"] for a in orphans}
+    held = [a for a in held if a["frame_id"] not in partial]
+    unplaced = {a["frame_id"] for a in orphans} | {a["frame_id"] for a in held}
+    needed = {f for m in exemplars.values() for f in m} | leaked_frames | unplaced
     thumbs = _read_thumbs(case, needed)
     ids = sorted(thumbs)
     feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
@@ -812,7 +819,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     if params.fine_look:
         whole.fine = _Fine(_fine_reader(case), whole.ids, shift=params.fine_shift)
     impostor = _impostor_scores(whole, units)
-    near = _hash_near_devices(case, sorted(leaked_frames | {a["frame_id"] for a in orphans}), whole.ids, params)
+    near = _hash_near_devices(case, sorted(leaked_frames | unplaced), whole.ids, params)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
     fraction = {r["frame_id"]: r["decoded_fraction"] for r in case.db.query(
         "select frame_id, decoded_fraction from fingerprints where truncated = 1") if r["frame_id"] in leaked_frames}
@@ -823,9 +830,13 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     # Wherever the hashes put them, the cameras whose own thumbnails match an evidence frame best
     # are its rivals too (300 homes hard look-alike seed 3: a leak of an original went to its copy,
     # the original in another cluster and more than the hash reach away).
-    pixel_near = _pixel_nearest(sorted(leaked_frames), whole, sorted(whole.ids), params.pixel_rivals)
     verified = rejected = 0
     _identify_by_pixels(orphans, whole, near, recipients, registry, claims, requested, lacking, params)
+    # A part of a split cluster that one anchor's identity lets through is checked again as every
+    # accusing frame is (and gets its p_wrong)
+    evidence += [a for a in _resolve_split(held, whole, near, recipients, registry, claims, requested, lacking, params)
+                 if any(not registry.may_see(acct, a["source_device"]) for acct in recipients.get(a["snapshot"], ()))]
+    pixel_near = _pixel_nearest(sorted({a["frame_id"] for a in evidence}), whole, sorted(whole.ids), params.pixel_rivals)
     for a in evidence:
         source = a["source_device"]
         frame = a["frame_id"]
@@ -935,6 +946,43 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
                      confidence=round(best, 3), reason=None, candidates=None)
             found.append(a)
     return found
+
+
+def _resolve_split(held: list[dict[str, Any]], feats: _Feats, near: dict[str, set[str]],
+                   recipients: dict[str, set[str]], registry: Registry, claims: dict[str, str], requested: set[str],
+                   stand_ins: set[str], params: AttributionParams, rivals_kept: int = 8) -> list[dict[str, Any]]:
+    """Frames a split cluster held between its anchors (their thumbnails no nearer one than the
+    other) are tried as each candidate in turn, with the full one-to-one check against the
+    others and every camera it could otherwise be; a frame that exactly one candidate's check
+    lets through is that camera's (`attribution: pixels`). The check is the one every
+    accusation passes, and it was set on this very question: each look-alike frame tried as if
+    it were the other camera's (rule 7). Returns the frames placed."""
+    devices = sorted(d for d in feats.ids if d not in stand_ins)
+    ranking = _pixel_nearest([a["frame_id"] for a in held], feats, devices, rivals_kept)
+    placed = []
+    for a in held:
+        frame, snapshot = a["frame_id"], a["snapshot"]
+        candidates = [c for c in json.loads(a["candidates"]) if registry.known(c)]
+        logged = _logged_device(snapshot, claims, registry)
+        seen_by = recipients.get(snapshot, ())
+        own_view = logged if logged and all(registry.may_see(acct, logged) for acct in seen_by) else None
+        others = set(ranking.get(frame, ())) | near.get(frame, set()) | ({logged} if logged else set())
+        for account in seen_by:
+            others |= registry.own_cameras(account)
+        passed = []
+        for source in candidates:
+            if source in stand_ins:
+                continue
+            rivals = (others | set(candidates)) - {source}
+            problem, best = _check(frame, source, rivals, logged, requested, feats, params, own_view)
+            if problem is None:
+                passed.append((source, best))
+        if len(passed) == 1:
+            source, best = passed[0]
+            a.update(source_device=source, source_home=registry.home(source), attribution="pixels",
+                     confidence=round(best, 3), reason=None, candidates=None)
+            placed.append(a)
+    return placed
 
 
 def _trimmed_correlation(x: np.ndarray, y: np.ndarray, keep: float = 0.85) -> float:
