@@ -136,3 +136,27 @@ def test_a_split_cluster_part_goes_to_the_flat_its_fine_thumbnail_matches(flats,
     assert _fine_nearest(["from-orig"], anchors, thumbs, AttributionParams()) == "cam-orig"
     assert _fine_nearest(["from-copy"], anchors, thumbs, AttributionParams()) == "cam-copy"
     assert _fine_nearest(["from-copy"], anchors, thumbs, COARSE_ONLY) is None
+
+
+def test_a_frame_a_split_cluster_held_between_two_flats_goes_to_the_one_the_full_check_lets_through(flats):
+    from camleak.attribute import Registry, _resolve_split
+
+    registry = Registry([
+        {"device_id": "cam-orig", "owner_account": "acct-orig", "shared_accounts": None, "home_id": "home-orig"},
+        {"device_id": "cam-copy", "owner_account": "acct-copy", "shared_accounts": None, "home_id": "home-copy"},
+        {"device_id": "cam-mine", "owner_account": "acct-x", "shared_accounts": None, "home_id": "home-x"},
+    ])
+
+    def held(frame):
+        return {"snapshot": f"snap-{frame}", "frame_id": frame, "source_device": None, "candidates": '["cam-copy", "cam-orig"]',
+                "reason": "review: as near cam-orig as cam-copy in a cluster of several cameras"}
+
+    frames = [held("from-orig"), held("from-copy")]
+    recipients = {a["snapshot"]: {"acct-x"} for a in frames}  # a stranger to both flats
+    placed = _resolve_split(frames, flats, {}, recipients, registry, {}, set(), set(), AttributionParams())
+    assert {a["frame_id"]: a["source_device"] for a in placed} == {"from-orig": "cam-orig", "from-copy": "cam-copy"}
+    assert all(a["attribution"] == "pixels" and a["candidates"] is None for a in placed)
+    # On the coarse thumbnail alone no candidate's check lets the original's frame through: it stays held
+    frames = [held("from-orig")]
+    assert _resolve_split(frames, flats, {}, recipients, registry, {}, set(), set(), COARSE_ONLY) == []
+    assert frames[0]["source_device"] is None and frames[0]["candidates"]
