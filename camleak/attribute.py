@@ -284,8 +284,8 @@ def _attribute_case(case: Case, params: AttributionParams) -> AttributionStats:
             "update clusters set source_device = ?, attribution = ?, confidence = ?, votes = ?, reason = ? where cluster_id = ?",
             [(d["source_device"], d["attribution"], d["confidence"], d["votes"], d["reason"], cid) for cid, d in decisions.items()],
         )
-    case.table("attributions").insert_all(attributions, batch_size=2000, alter=True)
-    case.table("exposures").insert_all(exposures, batch_size=2000, alter=True)
+    case.insert_rows("attributions", attributions)
+    case.insert_rows("exposures", exposures)
     case.set_meta("attribution_params", params.signature())
     return stats
 

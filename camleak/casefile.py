@@ -487,6 +487,31 @@ class Case:
     def set_meta(self, key: str, value: str) -> None:
         self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
+    def insert_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """`table(...).insert_all(rows, alter=True)` for rows of one shape (the same keys, scalar
+        values), by one executemany: sqlite-utils spends ~30 us of Python per row building its
+        statements (3 s on the attributions of 10^5 snapshots). The same rows in the same order;
+        rows of mixed shapes, or with values sqlite3 cannot bind, go through sqlite-utils."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        width = len(columns)
+        if any(len(r) != width for r in rows):
+            self.db[table].insert_all(rows, batch_size=2000, alter=True)
+            return
+        have = {r[1] for r in self.db.execute(f"pragma table_info([{table}])").fetchall()}
+        if any(c not in have for c in columns):
+            self.db[table].insert_all(rows, batch_size=2000, alter=True)
+            return
+        try:
+            values = [tuple(r[c] for c in columns) for r in rows]
+            with self.db.conn:
+                self.db.conn.executemany(
+                    f"insert into [{table}] ({', '.join(f'[{c}]' for c in columns)}) values ({', '.join('?' * width)})",
+                    values)
+        except (KeyError, sqlite3.InterfaceError, sqlite3.ProgrammingError):  # rolled back: none went in
+            self.db[table].insert_all(rows, batch_size=2000, alter=True)
+
     def count(self, table: str, where: str | None = None, params: list | None = None) -> int:
         sql = f"select count(*) from [{table}]" + (f" where {where}" if where else "")
         return self.db.execute(sql, params or []).fetchone()[0]
