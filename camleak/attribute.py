@@ -525,12 +525,23 @@ class _Feats:
         self.grey = {d: np.stack([feats[f][0] for f in m]) for d, m in self.ids.items()}
         self.edges = {d: np.stack([feats[f][1] for f in m]) for d, m in self.ids.items()}
         self._pairs: dict[tuple[str, str], tuple[float, float, float]] = {}
+        self._every: dict[str, np.ndarray] = {}
+        self._where: dict[str, dict[str, list[int]]] = {}
         self.fine: _Fine | None = None  # the finer thumbnails, where the case has them
 
     def _others(self, frame: str, device: str) -> np.ndarray | None:
+        """Positions of the device's frames other than `frame` (read-only; shared between calls)."""
         if device not in self.ids:
             return None
-        keep = np.array([i for i, f in enumerate(self.ids[device]) if f != frame], dtype=np.int64)
+        if device not in self._every:  # built once per device, not per call (~25 us a call on 48 frames)
+            every = np.arange(len(self.ids[device]), dtype=np.int64)
+            every.flags.writeable = False
+            where: dict[str, list[int]] = defaultdict(list)
+            for i, f in enumerate(self.ids[device]):
+                where[f].append(i)
+            self._every[device], self._where[device] = every, dict(where)
+        at = self._where[device].get(frame)
+        keep = self._every[device] if at is None else np.delete(self._every[device], at)
         return keep if len(keep) else None
 
     def count(self, frame: str, device: str) -> int:
