@@ -121,14 +121,37 @@ def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams)
 
 def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> list[tuple[np.ndarray, np.ndarray]]:
     """The linked pairs: neighbours that are tightly close or share enough neighbours."""
-    parts = list(neighbour_pairs(phash, dhash, params))
+    return _linked(list(neighbour_pairs(phash, dhash, params)), len(phash), params)
+
+
+def link_and_near_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams
+                        ) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`link_pairs`, and every pair (i < j) scoring within the conflict check's bound
+    (`attach_max + attach_margin`, pHash + `attach_dhash_weight` x dHash) with its score, from one
+    sweep over the pairs instead of two (`conflicted` takes the second part as `rep_pairs`).
+    The same links, in the same order, as `link_pairs`; the near pairs are those
+    `_within_pairs(..., bound, weight)` finds (in another order, which `conflicted` does not use)."""
+    weight, bound = params.attach_dhash_weight, params.attach_max + params.attach_margin
+    parts, near = [], []
+    for rows, cols, dp, dd in _within_pairs(phash, dhash, 0, 0, p_max=params.phash_max, d_max=params.dhash_max,
+                                            also_reach=bound, also_weight=weight):
+        link = (dp <= params.phash_max) & (dd <= params.dhash_max)
+        parts.append((rows[link], cols[link], dp[link], dd[link].astype(np.int64)))
+        score = dp + dd * np.int16(weight)
+        close = score <= bound
+        near.append((rows[close], cols[close], score[close]))
+    empty = np.zeros(0, dtype=np.int64)
+    near_pairs = tuple(np.concatenate([x[k] for x in near]) if near else empty for k in range(3))
+    return _linked(parts, len(phash), params), near_pairs  # type: ignore[return-value]
+
+
+def _linked(parts: list[tuple[np.ndarray, ...]], n: int, params: ClusterParams) -> list[tuple[np.ndarray, np.ndarray]]:
     if not parts:
         return []
     rows = np.concatenate([p[0] for p in parts])
     cols = np.concatenate([p[1] for p in parts])
     dp = np.concatenate([p[2] for p in parts])
     dd = np.concatenate([p[3] for p in parts])
-    n = len(phash)
     adjacency = sparse.coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(n, n)).tocsr()
     adjacency = adjacency + adjacency.T
     keep = (dp <= params.tight_phash_max) & (dd <= params.tight_dhash_max)
@@ -296,9 +319,14 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
     core = core_pairs(phash, dhash, params)
     cores = components(n, [core])
     reps = exemplars(cores, phash, params)
-    joins = [(reps[r], reps[c]) for r, c in link_pairs(phash[reps], dhash[reps], params)]
+    if params.conflict_margin:  # the conflict check's candidate pairs come from stage 2's sweep
+        links, near = link_and_near_pairs(phash[reps], dhash[reps], params)
+    else:
+        links, near = link_pairs(phash[reps], dhash[reps], params), None
+    joins = [(reps[r], reps[c]) for r, c in links]
     labels = components(n, [core, *joins])
-    detached = conflicted(labels, cores, reps, phash, dhash, params)
+    detached = conflicted(labels, cores, reps, phash, dhash, params, rep_pairs=near)
+    del near
     if len(detached):
         gone = np.zeros(n, dtype=bool)
         gone[detached] = True
@@ -309,7 +337,8 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
 
 
 def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
-               params: ClusterParams, chunk: int = 256, budget: int = 4_000_000) -> np.ndarray:
+               params: ClusterParams, chunk: int = 256, budget: int = 4_000_000,
+               rep_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Frames in no core that stage 2 put in a multi-frame cluster, but that another cluster
     claims more strongly by the stage-3 score: they leave their cluster (their stage-2 links are
     dropped) and stage 3 decides for them.
@@ -325,6 +354,8 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
     exact for `core_phash_max` < 16 bits, not for 182), and frames of one camera spread too far
     (half their pairs > 76 pHash bits) for triangle-inequality cells to rule much out.
     Cost: half the square of those representatives, then the members of their candidates.
+    `rep_pairs`: (i, j, score) over positions in `reps`, every pair i < j scoring within the bound
+    (`link_and_near_pairs` finds them in stage 2's sweep): then the pairs are not scored again.
     """
     n = len(labels)
     if not params.conflict_margin or n < 2:
@@ -341,8 +372,15 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
     query_of = np.full(n, -1, dtype=np.int64)
     query_of[queries] = np.arange(len(queries))
     found_q, found_l, found_s = [], [], []
-    for a, b, s in _within_pairs(phash[targets], dhash[targets], bound, weight):
-        for q, t in ((query_of[targets[a]], targets[b]), (query_of[targets[b]], targets[a])):
+    if rep_pairs is not None:  # the same pairs of targets: those of representatives, both ends targets
+        a, b, s = rep_pairs
+        fa, fb = reps[a], reps[b]
+        both = (sizes[labels[fa]] > 1) & (sizes[labels[fb]] > 1)
+        pairs = [(fa[both], fb[both], s[both])]
+    else:
+        pairs = ((targets[a], targets[b], s) for a, b, s in _within_pairs(phash[targets], dhash[targets], bound, weight))
+    for fa, fb, s in pairs:
+        for q, t in ((query_of[fa], fb), (query_of[fb], fa)):
             found_q.append(q[q >= 0]), found_l.append(labels[t[q >= 0]]), found_s.append(s[q >= 0])
     outside = queries[~np.isin(queries, targets)]  # none when `reps` holds every core's first frame, as exemplars do
     if len(outside):
@@ -481,11 +519,12 @@ def _score_chunks(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndarray
 
 
 def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int, rows_per: int = 32,
-                  width: int = 8192, threads: int = 2, p_max: int | None = None, d_max: int | None = None
-                  ) -> Iterable[tuple[np.ndarray, ...]]:
+                  width: int = 8192, threads: int = 2, p_max: int | None = None, d_max: int | None = None,
+                  also_reach: int | None = None, also_weight: int = 1) -> Iterable[tuple[np.ndarray, ...]]:
     """Every pair (i < j) of rows scoring within `reach` (pHash + weight x dHash), with its
     score: (i, j, score) a row block at a time. With `p_max` and `d_max` instead: the pairs within
-    both, with both distances: (i, j, pHash distance, dHash distance).
+    both, with both distances: (i, j, pHash distance, dHash distance); with `also_reach` too, the
+    pairs within both bars or scoring within `also_reach` (pHash + `also_weight` x dHash).
 
     Every pair of the upper triangle is scored, in tiles of `rows_per` rows by `width` columns
     whose temporaries stay in cache; exact. Two threads share the row blocks (numpy releases
@@ -505,6 +544,7 @@ def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int,
         out_d = np.empty((rows_per, width), dtype=np.int16)
         near = np.empty((rows_per, width), dtype=bool)
         near_d = np.empty((rows_per, width), dtype=bool)
+        scored = np.empty((rows_per, width), dtype=np.int16) if also_reach is not None else None
         found = []
         for start in starts_part:
             stop = min(n, start + rows_per)
@@ -514,7 +554,18 @@ def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int,
             for c0 in range(start, n, width):
                 c1 = min(n, c0 + width)
                 m = c1 - c0
-                if both:  # dHash and pHash distances apart, each within its own bar
+                if both and also_reach is not None:  # both bars, or the score within also_reach
+                    dd = _score_tile(qp[:, :0], qd, [], [t[c0:c1] for t in td], 1, out_d[:k, :m], xor[:k, :m], count[:k, :m])
+                    dp = _score_tile(qp, qd[:, :0], [t[c0:c1] for t in tp], [], 0, out[:k, :m], xor[:k, :m], count[:k, :m])
+                    mask = np.less_equal(dp, p_max, out=near[:k, :m])
+                    mask &= np.less_equal(dd, d_max, out=near_d[:k, :m])
+                    score = np.multiply(dd, np.int16(also_weight), out=scored[:k, :m])
+                    score += dp
+                    mask |= np.less_equal(score, also_reach, out=near_d[:k, :m])
+                    flat = np.flatnonzero(mask)
+                    values_d.append(dd.reshape(-1)[flat])
+                    values.append(dp.reshape(-1)[flat])
+                elif both:  # dHash and pHash distances apart, each within its own bar
                     # The dHash bar first, over the whole tile (one word); the pHash (four words)
                     # only for the pairs within it: two homes' frames are seldom within the dHash
                     # bar (~1 % of pairs at 22 of 64 bits), so most pHash words are never read.
