@@ -6,7 +6,9 @@ Compares, row for row (ordered by primary key), every result table: frames (the 
 mapped to the input's sha256, since ids follow ingest order), fingerprints (params included),
 clusters, frame_clusters, attributions, exposures, devices, events, problems (without ids),
 and the inputs' kinds, sha256s, items and skips. With --json, the two `report --format json`
-outputs too, apart from `generated_at` and the case path. Prints what differs; exit 1 if any.
+outputs too, apart from `generated_at` and the case path. `--paths OLD NEW`: the two cases were
+built from the same incident at two paths (say, through two symlinked cache folders); OLD in any
+text of the first is read as NEW. Prints what differs; exit 1 if any.
 """
 
 from __future__ import annotations
@@ -32,7 +34,16 @@ def _inputs(conn: sqlite3.Connection) -> dict[int, str]:
     return {i: f"{k}:{s}" for i, k, s in conn.execute("select id, kind, sha256 from inputs")}
 
 
-def _rows(conn: sqlite3.Connection, table: str, order: str, drop: tuple[str, ...] = ()):
+PATHS: tuple[str, str] | None = None
+
+
+def _norm(value):
+    if PATHS and isinstance(value, str):
+        return value.replace(*PATHS)
+    return value
+
+
+def _rows(conn: sqlite3.Connection, table: str, order: str, drop: tuple[str, ...] = (), first: bool = False):
     cols = [r[1] for r in conn.execute(f"pragma table_info([{table}])") if r[1] not in drop]
     inputs = _inputs(conn)
     where = "input_id" in cols
@@ -41,7 +52,7 @@ def _rows(conn: sqlite3.Connection, table: str, order: str, drop: tuple[str, ...
         if where:
             k = cols.index("input_id")
             row[k] = inputs.get(row[k], row[k])
-        yield tuple(row)
+        yield tuple(_norm(v) for v in row) if first else tuple(row)
 
 
 def _digest(rows) -> tuple[int, str]:
@@ -61,12 +72,12 @@ def compare(a: str, b: str) -> list[str]:
     checks.append(("problems", "stage, kind, message, member, line", ("id", "path")))
     checks.append(("inputs", "kind, sha256", ("id", "path", "ingested_at", "size")))
     for table, order, drop in checks:
-        da, db_ = _digest(_rows(ca, table, order, drop)), _digest(_rows(cb, table, order, drop))
+        da, db_ = _digest(_rows(ca, table, order, drop, True)), _digest(_rows(cb, table, order, drop))
         status = "same" if da == db_ else "DIFFERENT"
         print(f"{table:16s} {da[0]:9d} rows  {db_[0]:9d} rows  {status}")
         if da != db_:
             diffs.append(table)
-            for n, (ra, rb) in enumerate(zip(_rows(ca, table, order, drop), _rows(cb, table, order, drop))):
+            for n, (ra, rb) in enumerate(zip(_rows(ca, table, order, drop, True), _rows(cb, table, order, drop))):
                 if ra != rb:
                     print(f"  first difference at row {n}:\n    {ra!r:.400}\n    {rb!r:.400}")
                     break
@@ -85,10 +96,16 @@ def main() -> None:
     parser.add_argument("a")
     parser.add_argument("b")
     parser.add_argument("--json", nargs=2)
+    parser.add_argument("--paths", nargs=2, metavar=("OLD", "NEW"))
     args = parser.parse_args()
+    global PATHS
+    PATHS = tuple(args.paths) if args.paths else None
     diffs = compare(args.a, args.b)
     if args.json:
-        ja, jb = (_clean(json.load(open(p))) for p in args.json)
+        text_a = open(args.json[0]).read()
+        if PATHS:
+            text_a = text_a.replace(*(json.dumps(p)[1:-1] for p in PATHS))
+        ja, jb = _clean(json.loads(text_a)), _clean(json.load(open(args.json[1])))
         same = ja == jb
         print(f"report json      {'same' if same else 'DIFFERENT'} (keys {sorted(ja)})")
         if not same:
