@@ -133,13 +133,14 @@ def link_and_near_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterPar
     `_within_pairs(..., bound, weight)` finds (in another order, which `conflicted` does not use)."""
     weight, bound = params.attach_dhash_weight, params.attach_max + params.attach_margin
     parts, near = [], []
+    index = np.int32 if len(phash) < 2**31 else np.int64  # (tens of millions of pairs at 10^6 frames)
     for rows, cols, dp, dd in _within_pairs(phash, dhash, 0, 0, p_max=params.phash_max, d_max=params.dhash_max,
                                             also_reach=bound, also_weight=weight):
         link = (dp <= params.phash_max) & (dd <= params.dhash_max)
         parts.append((rows[link], cols[link], dp[link], dd[link].astype(np.int64)))
         score = dp + dd * np.int16(weight)
         close = score <= bound
-        near.append((rows[close], cols[close], score[close]))
+        near.append((rows[close].astype(index), cols[close].astype(index), score[close]))
     empty = np.zeros(0, dtype=np.int64)
     near_pairs = tuple(np.concatenate([x[k] for x in near]) if near else empty for k in range(3))
     return _linked(parts, len(phash), params), near_pairs  # type: ignore[return-value]
@@ -371,32 +372,37 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
     # among the targets: one pass over the pairs of targets, each pair read both ways.
     query_of = np.full(n, -1, dtype=np.int64)
     query_of[queries] = np.arange(len(queries))
-    found_q, found_l, found_s = [], [], []
+    none = np.iinfo(np.int32).max
+    # Taken a part at a time (the pairs of 10^6 frames' representatives run to tens of millions):
+    # an upper bound of each frame's own score, its nearest representative of its own cluster,
+    # and the other candidate clusters (query, label), each to be scored on every member below.
+    own_bound = np.full(len(queries), none, dtype=np.int64)
+    keys: list[np.ndarray] = []
+
+    def take(pair_q: np.ndarray, pair_l: np.ndarray, pair_s: np.ndarray) -> None:
+        own = pair_l == labels[queries[pair_q]]
+        np.minimum.at(own_bound, pair_q[own], pair_s[own].astype(np.int64))
+        keys.append(np.unique(pair_q[~own] * n + pair_l[~own]))
+
     if rep_pairs is not None:  # the same pairs of targets: those of representatives, both ends targets
-        a, b, s = rep_pairs
-        fa, fb = reps[a], reps[b]
-        both = (sizes[labels[fa]] > 1) & (sizes[labels[fb]] > 1)
-        pairs = [(fa[both], fb[both], s[both])]
+        a_all, b_all, s_all = rep_pairs
+        step = 4_000_000
+        pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] = (
+            (fa[both], fb[both], s[both])
+            for start in range(0, len(a_all), step)
+            for fa, fb, s in [(reps[a_all[start:start + step]], reps[b_all[start:start + step]], s_all[start:start + step])]
+            for both in [(sizes[labels[fa]] > 1) & (sizes[labels[fb]] > 1)])
     else:
         pairs = ((targets[a], targets[b], s) for a, b, s in _within_pairs(phash[targets], dhash[targets], bound, weight))
     for fa, fb, s in pairs:
         for q, t in ((query_of[fa], fb), (query_of[fb], fa)):
-            found_q.append(q[q >= 0]), found_l.append(labels[t[q >= 0]]), found_s.append(s[q >= 0])
+            take(q[q >= 0], labels[t[q >= 0]], s[q >= 0])
     outside = queries[~np.isin(queries, targets)]  # none when `reps` holds every core's first frame, as exemplars do
     if len(outside):
         for rows, score in _score_chunks(phash[outside], dhash[outside], phash[targets], dhash[targets], weight, chunk):
             r, t = np.nonzero((score <= bound) & (targets[None, :] != outside[rows, None]))
-            found_q.append(query_of[outside[rows[r]]]), found_l.append(labels[targets[t]]), found_s.append(score[r, t])
-    pair_q = np.concatenate(found_q) if found_q else np.zeros(0, dtype=np.int64)
-    pair_l = np.concatenate(found_l) if found_l else np.zeros(0, dtype=np.int64)
-    pair_s = np.concatenate(found_s).astype(np.int64) if found_s else np.zeros(0, dtype=np.int64)
-    none = np.iinfo(np.int32).max
-    own = pair_l == labels[queries[pair_q]]
-    # An upper bound of each frame's own score: its nearest representative of its own cluster.
-    own_bound = np.full(len(queries), none, dtype=np.int64)
-    np.minimum.at(own_bound, pair_q[own], pair_s[own])
-    # The other candidate clusters, each scored on every member.
-    key = np.unique(pair_q[~own] * n + pair_l[~own])
+            take(query_of[outside[rows[r]]], labels[targets[t]], score[r, t])
+    key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
     members = np.nonzero(sizes[labels] > 1)[0]
     by_label = members[np.argsort(labels[members], kind="stable")]
     scores = _member_scores(queries[key // n], key % n, by_label, labels, phash, dhash, weight, budget)
