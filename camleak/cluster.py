@@ -719,18 +719,27 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
 
 
 def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
-    rows = list(
-        case.db.query(
-            "select p.frame_id, p.status, p.phash, p.dhash, p.band_phash, p.band_dhash, p.bands, f.role "
-            "from fingerprints p join frames f on f.frame_id = p.frame_id order by p.frame_id"
-        )
-    )
-    core = [r for r in rows if r["status"] == "ok" and r["phash"]]
-    weak = [r for r in rows if r["status"] == "ok" and not r["phash"] and (r["bands"] or r["band_phash"])]
-    stats = ClusterStats(core_frames=len(core), left_out=len(rows) - len(core) - len(weak))
+    # Tuples of what every frame needs (a million frames' rows as dicts with their bands took
+    # over a gigabyte); the bands are read further down, and only when a truncated frame needs them.
+    rows = case.db.execute(
+        "select p.frame_id, p.status, p.phash, p.dhash, coalesce(p.bands, '') != '' or coalesce(p.band_phash, '') != '', "
+        "f.role from fingerprints p join frames f on f.frame_id = p.frame_id order by p.frame_id").fetchall()
+    core_rows = [r for r in rows if r[1] == "ok" and r[2]]
+    weak_ids = [r[0] for r in rows if r[1] == "ok" and not r[2] and r[4]]
+    stats = ClusterStats(core_frames=len(core_rows), left_out=len(rows) - len(core_rows) - len(weak_ids))
+    role_of = {r[0]: r[5] for r in rows}
+    del rows
 
-    phash = hex_to_words(r["phash"] for r in core)
-    dhash = hex_to_words(r["dhash"] for r in core)
+    phash = hex_to_words(r[2] for r in core_rows)
+    dhash = hex_to_words(r[3] for r in core_rows)
+    core = [r[0] for r in core_rows]  # frame ids, in the order of the hash rows
+    del core_rows
+    band_rows: dict[str, dict[str, Any]] = {}
+    if weak_ids:
+        band_rows = {r[0]: {"bands": r[1], "band_phash": r[2], "band_dhash": r[3]} for r in case.db.execute(
+            "select p.frame_id, p.bands, p.band_phash, p.band_dhash from fingerprints p "
+            "join frames f on f.frame_id = p.frame_id where p.status = 'ok'")}
+    weak = [{"frame_id": f, **band_rows[f]} for f in weak_ids]
     clustering = cluster_labels(phash, dhash, params)
     labels = clustering.labels
     stats.cores, stats.representatives = clustering.cores, clustering.representatives
@@ -743,7 +752,7 @@ def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
             order[label] = len(order) + 1
     cluster_of = np.array([order[l] for l in labels.tolist()], dtype=np.int64)
 
-    assignments: list[dict[str, Any]] = []
+    assignments: list[tuple] = []  # rows of frame_clusters, in _ASSIGNED order
     members: dict[int, list[int]] = {}
     for index, cid in enumerate(cluster_of.tolist()):
         members.setdefault(cid, []).append(index)
@@ -753,17 +762,16 @@ def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
         medoid_of[cid] = idx[medoid]
         for pos, i in enumerate(idx):
             via = "nearest" if clustering.attached[i] else "hash"
-            assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": via, "distance": int(spread[pos]),
-                                "core": int(clustering.core_labels[i]) + 1})
+            assignments.append((core[i], cid, via, int(spread[pos]), int(clustering.core_labels[i]) + 1))
 
     # Truncated frames: their decoded band against the bands of the representatives of every
     # multi-frame cluster, by the same clear-winner rule as stage 3 (as leaves, never links).
     sizes = np.bincount(cluster_of) if len(cluster_of) else np.zeros(0, dtype=np.int64)
     targets = clustering.reps[sizes[cluster_of[clustering.reps]] > 1] if weak else clustering.reps[:0]
     if weak and len(targets):
-        target_bands = [_bands(core[i]) for i in targets.tolist()]
+        target_bands = [_bands(band_rows[core[i]]) for i in targets.tolist()]
         member_rows = np.nonzero(sizes[cluster_of] > 1)[0] if params.attach_members else targets[:0]
-        member_bands = [_bands(core[i]) for i in member_rows.tolist()]
+        member_bands = [_bands(band_rows[core[i]]) for i in member_rows.tolist()]
         by_level: dict[str, list[dict[str, Any]]] = {}
         for r in weak:
             bands = _bands(r)
@@ -787,24 +795,22 @@ def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
                     stats.band_unmatched += 1
                     continue
                 stats.band_assigned += 1
-                medoid_band = _bands(core[medoid_of[cid]]).get(level)
+                medoid_band = _bands(band_rows[core[medoid_of[cid]]]).get(level)
                 distance = int(distances(hex_to_words([medoid_band[0]])[0], hex_to_words([q["_band"][0]])[0])) if medoid_band else None
-                assignments.append({"frame_id": q["frame_id"], "cluster_id": cid, "via": "band", "distance": distance,
-                                    "core": None})
+                assignments.append((q["frame_id"], cid, "band", distance, None))
     else:
         stats.band_unmatched = len(weak)
 
-    role_of = {r["frame_id"]: r["role"] for r in rows}
     per_cluster: dict[int, Counter] = {}
-    for a in assignments:
-        per_cluster.setdefault(a["cluster_id"], Counter())[role_of[a["frame_id"]]] += 1
+    for frame_id, cid, *_ in assignments:
+        per_cluster.setdefault(cid, Counter())[role_of[frame_id]] += 1
     cluster_rows = [
         {
             "cluster_id": cid,
             "frames": sum(count.values()),
             "snapshots": count.get("snapshot", 0),
             "references": count.get("reference", 0),
-            "medoid": core[medoid_of[cid]]["frame_id"],
+            "medoid": core[medoid_of[cid]],
         }
         for cid, count in sorted(per_cluster.items())
     ]
@@ -819,21 +825,23 @@ def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
     return stats
 
 
-def _insert_assignments(case: Case, assignments: list[dict[str, Any]]) -> None:
-    """The frame_clusters rows, by one executemany (sqlite-utils' insert_all spent ~90 us of
-    Python per row: 9 s of a 10^5-frame case); a case file from before `core` gets the column,
-    as insert_all(alter=True) gave it."""
+_ASSIGNED = ("frame_id", "cluster_id", "via", "distance", "core")  # the columns of an assignment tuple
+
+
+def _insert_assignments(case: Case, assignments: list[tuple]) -> None:
+    """The frame_clusters rows (tuples in `_ASSIGNED` order), by one executemany (sqlite-utils'
+    insert_all spent ~90 us of Python per row: 9 s of a 10^5-frame case); a case file from
+    before `core` gets the column, as insert_all(alter=True) gave it."""
     if not assignments:
         return
-    columns = list(assignments[0])
     have = {r[1] for r in case.db.execute("pragma table_info(frame_clusters)").fetchall()}
     with case.db.conn:
-        for name in columns:
+        for name in _ASSIGNED:
             if name not in have:
                 case.db.execute(f"alter table frame_clusters add column [{name}] integer")
         case.db.conn.executemany(
-            f"insert into frame_clusters ({', '.join(f'[{c}]' for c in columns)}) values ({', '.join('?' * len(columns))})",
-            [tuple(a[c] for c in columns) for a in assignments])
+            f"insert into frame_clusters ({', '.join(f'[{c}]' for c in _ASSIGNED)}) values ({', '.join('?' * len(_ASSIGNED))})",
+            assignments)
 
 
 def _band_rule(level: int, params: ClusterParams) -> list[tuple[int, int]]:
