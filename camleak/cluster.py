@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -125,25 +125,30 @@ def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> l
 
 
 def link_and_near_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams
-                        ) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                        ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """`link_pairs`, and every pair (i < j) scoring within the conflict check's bound
     (`attach_max + attach_margin`, pHash + `attach_dhash_weight` x dHash) with its score, from one
     sweep over the pairs instead of two (`conflicted` takes the second part as `rep_pairs`).
     The same links, in the same order, as `link_pairs`; the near pairs are those
-    `_within_pairs(..., bound, weight)` finds (in another order, which `conflicted` does not use)."""
+    `_within_pairs(..., bound, weight)` finds, as a list of parts (int32 positions, int16 scores:
+    tens of millions of them at 10^6 frames), in an order `conflicted` does not depend on."""
     weight, bound = params.attach_dhash_weight, params.attach_max + params.attach_margin
-    parts, near = [], []
-    index = np.int32 if len(phash) < 2**31 else np.int64  # (tens of millions of pairs at 10^6 frames)
-    for rows, cols, dp, dd in _within_pairs(phash, dhash, 0, 0, p_max=params.phash_max, d_max=params.dhash_max,
-                                            also_reach=bound, also_weight=weight):
+    index = np.int32 if len(phash) < 2**31 else np.int64
+
+    def split(block: tuple[np.ndarray, ...]) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        rows, cols, dp, dd = block
         link = (dp <= params.phash_max) & (dd <= params.dhash_max)
-        parts.append((rows[link], cols[link], dp[link], dd[link].astype(np.int64)))
         score = dp + dd * np.int16(weight)
         close = score <= bound
-        near.append((rows[close].astype(index), cols[close].astype(index), score[close]))
-    empty = np.zeros(0, dtype=np.int64)
-    near_pairs = tuple(np.concatenate([x[k] for x in near]) if near else empty for k in range(3))
-    return _linked(parts, len(phash), params), near_pairs  # type: ignore[return-value]
+        return ((rows[link], cols[link], dp[link], dd[link].astype(np.int64)),
+                (rows[close].astype(index), cols[close].astype(index), score[close]))
+
+    parts, near = [], []
+    for link, close in _within_pairs(phash, dhash, 0, 0, p_max=params.phash_max, d_max=params.dhash_max,
+                                     also_reach=bound, also_weight=weight, reduce=split):
+        parts.append(link)
+        near.append(close)
+    return _linked(parts, len(phash), params), near
 
 
 def _linked(parts: list[tuple[np.ndarray, ...]], n: int, params: ClusterParams) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -339,7 +344,7 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
 
 def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
                params: ClusterParams, chunk: int = 256, budget: int = 4_000_000,
-               rep_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+               rep_pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """Frames in no core that stage 2 put in a multi-frame cluster, but that another cluster
     claims more strongly by the stage-3 score: they leave their cluster (their stage-2 links are
     dropped) and stage 3 decides for them.
@@ -355,8 +360,9 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
     exact for `core_phash_max` < 16 bits, not for 182), and frames of one camera spread too far
     (half their pairs > 76 pHash bits) for triangle-inequality cells to rule much out.
     Cost: half the square of those representatives, then the members of their candidates.
-    `rep_pairs`: (i, j, score) over positions in `reps`, every pair i < j scoring within the bound
-    (`link_and_near_pairs` finds them in stage 2's sweep): then the pairs are not scored again.
+    `rep_pairs`: parts (i, j, score) over positions in `reps`, together every pair i < j scoring
+    within the bound (`link_and_near_pairs` finds them in stage 2's sweep): then the pairs are
+    not scored again.
     """
     n = len(labels)
     if not params.conflict_margin or n < 2:
@@ -385,12 +391,10 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
         keys.append(np.unique(pair_q[~own] * n + pair_l[~own]))
 
     if rep_pairs is not None:  # the same pairs of targets: those of representatives, both ends targets
-        a_all, b_all, s_all = rep_pairs
-        step = 4_000_000
         pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] = (
             (fa[both], fb[both], s[both])
-            for start in range(0, len(a_all), step)
-            for fa, fb, s in [(reps[a_all[start:start + step]], reps[b_all[start:start + step]], s_all[start:start + step])]
+            for a, b, s in rep_pairs
+            for fa, fb in [(reps[a], reps[b])]
             for both in [(sizes[labels[fa]] > 1) & (sizes[labels[fb]] > 1)])
     else:
         pairs = ((targets[a], targets[b], s) for a, b, s in _within_pairs(phash[targets], dhash[targets], bound, weight))
@@ -526,7 +530,8 @@ def _score_chunks(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndarray
 
 def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int, rows_per: int = 32,
                   width: int = 8192, threads: int = 2, p_max: int | None = None, d_max: int | None = None,
-                  also_reach: int | None = None, also_weight: int = 1) -> Iterable[tuple[np.ndarray, ...]]:
+                  also_reach: int | None = None, also_weight: int = 1,
+                  reduce: Callable[[tuple[np.ndarray, ...]], Any] | None = None) -> Iterable[Any]:
     """Every pair (i < j) of rows scoring within `reach` (pHash + weight x dHash), with its
     score: (i, j, score) a row block at a time. With `p_max` and `d_max` instead: the pairs within
     both, with both distances: (i, j, pHash distance, dHash distance); with `also_reach` too, the
@@ -534,7 +539,9 @@ def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int,
 
     Every pair of the upper triangle is scored, in tiles of `rows_per` rows by `width` columns
     whose temporaries stay in cache; exact. Two threads share the row blocks (numpy releases
-    the GIL inside each tile's operations)."""
+    the GIL inside each tile's operations). `reduce`: applied to each block's tuple in its
+    thread, which keeps (and yields) what it returns instead: the blocks of every thread are
+    held until both finish, so at a million frames what they keep had better be small."""
     import concurrent.futures
 
     n = len(phash)
@@ -594,7 +601,8 @@ def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int,
                 cols.append(c + c0)
             r, c = np.concatenate(rows), np.concatenate(cols)
             keep = c > r
-            found.append((r[keep], c[keep], *(np.concatenate(v)[keep] for v in ((values, values_d) if both else (values,)))))
+            part = (r[keep], c[keep], *(np.concatenate(v)[keep] for v in ((values, values_d) if both else (values,))))
+            found.append(reduce(part) if reduce is not None else part)
         return found
 
     if threads > 1 and len(starts) > 1:

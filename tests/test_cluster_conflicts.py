@@ -98,7 +98,8 @@ def test_stage_two_near_pairs_are_every_pair_within_the_conflict_bound():
     params = DEFAULT_CLUSTER_PARAMS
     score = distances(ph[:, None], ph[None]).astype(int) + 4 * distances(dh[:, None], dh[None]).astype(int)
     i, j = np.nonzero(np.triu(score <= params.attach_max + params.attach_margin, 1))
-    _, (a, b, s) = link_and_near_pairs(ph, dh, params)
+    _, near = link_and_near_pairs(ph, dh, params)
+    a, b, s = (np.concatenate([part[k] for part in near]) for k in range(3))
     order = np.lexsort((b, a))
     assert np.c_[a, b, s][order].tolist() == np.c_[i, j, score[i, j]].tolist()
 
