@@ -291,8 +291,8 @@ def _attribute_case(case: Case, params: AttributionParams) -> AttributionStats:
             "update clusters set source_device = ?, attribution = ?, confidence = ?, votes = ?, reason = ? where cluster_id = ?",
             [(d["source_device"], d["attribution"], d["confidence"], d["votes"], d["reason"], cid) for cid, d in decisions.items()],
         )
-    case.table("attributions").insert_all(attributions, batch_size=2000, alter=True)
-    case.table("exposures").insert_all(exposures, batch_size=2000, alter=True)
+    case.insert_rows("attributions", attributions)
+    case.insert_rows("exposures", exposures)
     case.set_meta("attribution_params", params.signature())
     return stats
 
@@ -532,12 +532,23 @@ class _Feats:
         self.grey = {d: np.stack([feats[f][0] for f in m]) for d, m in self.ids.items()}
         self.edges = {d: np.stack([feats[f][1] for f in m]) for d, m in self.ids.items()}
         self._pairs: dict[tuple[str, str], tuple[float, float, float]] = {}
+        self._every: dict[str, np.ndarray] = {}
+        self._where: dict[str, dict[str, list[int]]] = {}
         self.fine: _Fine | None = None  # the finer thumbnails, where the case has them
 
     def _others(self, frame: str, device: str) -> np.ndarray | None:
+        """Positions of the device's frames other than `frame` (read-only; shared between calls)."""
         if device not in self.ids:
             return None
-        keep = np.array([i for i, f in enumerate(self.ids[device]) if f != frame], dtype=np.int64)
+        if device not in self._every:  # built once per device, not per call (~25 us a call on 48 frames)
+            every = np.arange(len(self.ids[device]), dtype=np.int64)
+            every.flags.writeable = False
+            where: dict[str, list[int]] = defaultdict(list)
+            for i, f in enumerate(self.ids[device]):
+                where[f].append(i)
+            self._every[device], self._where[device] = every, dict(where)
+        at = self._where[device].get(frame)
+        keep = self._every[device] if at is None else np.delete(self._every[device], at)
         return keep if len(keep) else None
 
     def count(self, frame: str, device: str) -> int:

@@ -288,6 +288,9 @@ INDEXES = [
 ]
 
 
+_BOUND_AS_IS = frozenset({str, int, float, bytes, type(None)})
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -486,6 +489,35 @@ class Case:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+    def insert_rows(self, table: str, rows: list[dict[str, Any]], *, ignore: bool = False, alter: bool = True) -> None:
+        """`table(...).insert_all(rows, ignore=..., alter=...)` by one executemany, for rows of one
+        shape (the same keys, values that sqlite3 binds as they are): sqlite-utils spends ~30 us of
+        Python per row building its statements (3 s on the attributions of 10^5 snapshots). The
+        same rows in the same order; any other rows go through sqlite-utils as before."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        keys = rows[0].keys()
+        have = {r[1] for r in self.db.execute(f"pragma table_info([{table}])").fetchall()}
+        values = [] if all(c in have for c in columns) else None
+        if values is not None:
+            for r in rows:
+                if r.keys() != keys:
+                    values = None
+                    break
+                row = tuple(r[c] for c in columns)
+                if not all(type(v) in _BOUND_AS_IS for v in row):  # e.g. a dict sqlite-utils would JSON-encode
+                    values = None
+                    break
+                values.append(row)
+        if values is None:
+            self.db[table].insert_all(rows, batch_size=2000, ignore=ignore, alter=alter)
+            return
+        with self.db.conn:
+            self.db.conn.executemany(
+                f"insert {'or ignore ' if ignore else ''}into [{table}] ({', '.join(f'[{c}]' for c in columns)}) "
+                f"values ({', '.join('?' * len(columns))})", values)
 
     def count(self, table: str, where: str | None = None, params: list | None = None) -> int:
         sql = f"select count(*) from [{table}]" + (f" where {where}" if where else "")

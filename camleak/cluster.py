@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -121,14 +121,43 @@ def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams)
 
 def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> list[tuple[np.ndarray, np.ndarray]]:
     """The linked pairs: neighbours that are tightly close or share enough neighbours."""
-    parts = list(neighbour_pairs(phash, dhash, params))
+    return _linked(list(neighbour_pairs(phash, dhash, params)), len(phash), params)
+
+
+def link_and_near_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams
+                        ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """`link_pairs`, and every pair (i < j) scoring within the conflict check's bound
+    (`attach_max + attach_margin`, pHash + `attach_dhash_weight` x dHash) with its score, from one
+    sweep over the pairs instead of two (`conflicted` takes the second part as `rep_pairs`).
+    The same links, in the same order, as `link_pairs`; the near pairs are those
+    `_within_pairs(..., bound, weight)` finds, as a list of parts (int32 positions, int16 scores:
+    tens of millions of them at 10^6 frames), in an order `conflicted` does not depend on."""
+    weight, bound = params.attach_dhash_weight, params.attach_max + params.attach_margin
+    index = np.int32 if len(phash) < 2**31 else np.int64
+
+    def split(block: tuple[np.ndarray, ...]) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        rows, cols, dp, dd = block
+        link = (dp <= params.phash_max) & (dd <= params.dhash_max)
+        score = dp + dd * np.int16(weight)
+        close = score <= bound
+        return ((rows[link], cols[link], dp[link], dd[link].astype(np.int64)),
+                (rows[close].astype(index), cols[close].astype(index), score[close]))
+
+    parts, near = [], []
+    for link, close in _within_pairs(phash, dhash, 0, 0, p_max=params.phash_max, d_max=params.dhash_max,
+                                     also_reach=bound, also_weight=weight, reduce=split):
+        parts.append(link)
+        near.append(close)
+    return _linked(parts, len(phash), params), near
+
+
+def _linked(parts: list[tuple[np.ndarray, ...]], n: int, params: ClusterParams) -> list[tuple[np.ndarray, np.ndarray]]:
     if not parts:
         return []
     rows = np.concatenate([p[0] for p in parts])
     cols = np.concatenate([p[1] for p in parts])
     dp = np.concatenate([p[2] for p in parts])
     dd = np.concatenate([p[3] for p in parts])
-    n = len(phash)
     adjacency = sparse.coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(n, n)).tocsr()
     adjacency = adjacency + adjacency.T
     keep = (dp <= params.tight_phash_max) & (dd <= params.tight_dhash_max)
@@ -296,9 +325,14 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
     core = core_pairs(phash, dhash, params)
     cores = components(n, [core])
     reps = exemplars(cores, phash, params)
-    joins = [(reps[r], reps[c]) for r, c in link_pairs(phash[reps], dhash[reps], params)]
+    if params.conflict_margin:  # the conflict check's candidate pairs come from stage 2's sweep
+        links, near = link_and_near_pairs(phash[reps], dhash[reps], params)
+    else:
+        links, near = link_pairs(phash[reps], dhash[reps], params), None
+    joins = [(reps[r], reps[c]) for r, c in links]
     labels = components(n, [core, *joins])
-    detached = conflicted(labels, cores, reps, phash, dhash, params)
+    detached = conflicted(labels, cores, reps, phash, dhash, params, rep_pairs=near)
+    del near
     if len(detached):
         gone = np.zeros(n, dtype=bool)
         gone[detached] = True
@@ -309,7 +343,8 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
 
 
 def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
-               params: ClusterParams, chunk: int = 256, budget: int = 4_000_000) -> np.ndarray:
+               params: ClusterParams, chunk: int = 256, budget: int = 4_000_000,
+               rep_pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """Frames in no core that stage 2 put in a multi-frame cluster, but that another cluster
     claims more strongly by the stage-3 score: they leave their cluster (their stage-2 links are
     dropped) and stage 3 decides for them.
@@ -325,6 +360,9 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
     exact for `core_phash_max` < 16 bits, not for 182), and frames of one camera spread too far
     (half their pairs > 76 pHash bits) for triangle-inequality cells to rule much out.
     Cost: half the square of those representatives, then the members of their candidates.
+    `rep_pairs`: parts (i, j, score) over positions in `reps`, together every pair i < j scoring
+    within the bound (`link_and_near_pairs` finds them in stage 2's sweep): then the pairs are
+    not scored again.
     """
     n = len(labels)
     if not params.conflict_margin or n < 2:
@@ -340,25 +378,35 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
     # among the targets: one pass over the pairs of targets, each pair read both ways.
     query_of = np.full(n, -1, dtype=np.int64)
     query_of[queries] = np.arange(len(queries))
-    found_q, found_l, found_s = [], [], []
-    for a, b, s in _within_pairs(phash[targets], dhash[targets], bound, weight):
-        for q, t in ((query_of[targets[a]], targets[b]), (query_of[targets[b]], targets[a])):
-            found_q.append(q[q >= 0]), found_l.append(labels[t[q >= 0]]), found_s.append(s[q >= 0])
+    none = np.iinfo(np.int32).max
+    # Taken a part at a time (the pairs of 10^6 frames' representatives run to tens of millions):
+    # an upper bound of each frame's own score, its nearest representative of its own cluster,
+    # and the other candidate clusters (query, label), each to be scored on every member below.
+    own_bound = np.full(len(queries), none, dtype=np.int64)
+    keys: list[np.ndarray] = []
+
+    def take(pair_q: np.ndarray, pair_l: np.ndarray, pair_s: np.ndarray) -> None:
+        own = pair_l == labels[queries[pair_q]]
+        np.minimum.at(own_bound, pair_q[own], pair_s[own].astype(np.int64))
+        keys.append(np.unique(pair_q[~own] * n + pair_l[~own]))
+
+    if rep_pairs is not None:  # the same pairs of targets: those of representatives, both ends targets
+        pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] = (
+            (fa[both], fb[both], s[both])
+            for a, b, s in rep_pairs
+            for fa, fb in [(reps[a], reps[b])]
+            for both in [(sizes[labels[fa]] > 1) & (sizes[labels[fb]] > 1)])
+    else:
+        pairs = ((targets[a], targets[b], s) for a, b, s in _within_pairs(phash[targets], dhash[targets], bound, weight))
+    for fa, fb, s in pairs:
+        for q, t in ((query_of[fa], fb), (query_of[fb], fa)):
+            take(q[q >= 0], labels[t[q >= 0]], s[q >= 0])
     outside = queries[~np.isin(queries, targets)]  # none when `reps` holds every core's first frame, as exemplars do
     if len(outside):
         for rows, score in _score_chunks(phash[outside], dhash[outside], phash[targets], dhash[targets], weight, chunk):
             r, t = np.nonzero((score <= bound) & (targets[None, :] != outside[rows, None]))
-            found_q.append(query_of[outside[rows[r]]]), found_l.append(labels[targets[t]]), found_s.append(score[r, t])
-    pair_q = np.concatenate(found_q) if found_q else np.zeros(0, dtype=np.int64)
-    pair_l = np.concatenate(found_l) if found_l else np.zeros(0, dtype=np.int64)
-    pair_s = np.concatenate(found_s).astype(np.int64) if found_s else np.zeros(0, dtype=np.int64)
-    none = np.iinfo(np.int32).max
-    own = pair_l == labels[queries[pair_q]]
-    # An upper bound of each frame's own score: its nearest representative of its own cluster.
-    own_bound = np.full(len(queries), none, dtype=np.int64)
-    np.minimum.at(own_bound, pair_q[own], pair_s[own])
-    # The other candidate clusters, each scored on every member.
-    key = np.unique(pair_q[~own] * n + pair_l[~own])
+            take(query_of[outside[rows[r]]], labels[targets[t]], score[r, t])
+    key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
     members = np.nonzero(sizes[labels] > 1)[0]
     by_label = members[np.argsort(labels[members], kind="stable")]
     scores = _member_scores(queries[key // n], key % n, by_label, labels, phash, dhash, weight, budget)
@@ -481,15 +529,19 @@ def _score_chunks(query_p: np.ndarray, query_d: np.ndarray, target_p: np.ndarray
 
 
 def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int, rows_per: int = 32,
-                  width: int = 8192, threads: int = 2, p_max: int | None = None, d_max: int | None = None
-                  ) -> Iterable[tuple[np.ndarray, ...]]:
+                  width: int = 8192, threads: int = 2, p_max: int | None = None, d_max: int | None = None,
+                  also_reach: int | None = None, also_weight: int = 1,
+                  reduce: Callable[[tuple[np.ndarray, ...]], Any] | None = None) -> Iterable[Any]:
     """Every pair (i < j) of rows scoring within `reach` (pHash + weight x dHash), with its
     score: (i, j, score) a row block at a time. With `p_max` and `d_max` instead: the pairs within
-    both, with both distances: (i, j, pHash distance, dHash distance).
+    both, with both distances: (i, j, pHash distance, dHash distance); with `also_reach` too, the
+    pairs within both bars or scoring within `also_reach` (pHash + `also_weight` x dHash).
 
     Every pair of the upper triangle is scored, in tiles of `rows_per` rows by `width` columns
     whose temporaries stay in cache; exact. Two threads share the row blocks (numpy releases
-    the GIL inside each tile's operations)."""
+    the GIL inside each tile's operations). `reduce`: applied to each block's tuple in its
+    thread, which keeps (and yields) what it returns instead: the blocks of every thread are
+    held until both finish, so at a million frames what they keep had better be small."""
     import concurrent.futures
 
     n = len(phash)
@@ -505,6 +557,7 @@ def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int,
         out_d = np.empty((rows_per, width), dtype=np.int16)
         near = np.empty((rows_per, width), dtype=bool)
         near_d = np.empty((rows_per, width), dtype=bool)
+        scored = np.empty((rows_per, width), dtype=np.int16) if also_reach is not None else None
         found = []
         for start in starts_part:
             stop = min(n, start + rows_per)
@@ -514,14 +567,30 @@ def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int,
             for c0 in range(start, n, width):
                 c1 = min(n, c0 + width)
                 m = c1 - c0
-                if both:  # dHash and pHash distances apart, each within its own bar
+                if both and also_reach is not None:  # both bars, or the score within also_reach
                     dd = _score_tile(qp[:, :0], qd, [], [t[c0:c1] for t in td], 1, out_d[:k, :m], xor[:k, :m], count[:k, :m])
                     dp = _score_tile(qp, qd[:, :0], [t[c0:c1] for t in tp], [], 0, out[:k, :m], xor[:k, :m], count[:k, :m])
                     mask = np.less_equal(dp, p_max, out=near[:k, :m])
                     mask &= np.less_equal(dd, d_max, out=near_d[:k, :m])
+                    score = np.multiply(dd, np.int16(also_weight), out=scored[:k, :m])
+                    score += dp
+                    mask |= np.less_equal(score, also_reach, out=near_d[:k, :m])
                     flat = np.flatnonzero(mask)
                     values_d.append(dd.reshape(-1)[flat])
                     values.append(dp.reshape(-1)[flat])
+                elif both:  # dHash and pHash distances apart, each within its own bar
+                    # The dHash bar first, over the whole tile (one word); the pHash (four words)
+                    # only for the pairs within it: two homes' frames are seldom within the dHash
+                    # bar (~1 % of pairs at 22 of 64 bits), so most pHash words are never read.
+                    # The same pairs, in the same order, with the same distances as both in full.
+                    dd = _score_tile(qp[:, :0], qd, [], [t[c0:c1] for t in td], 1, out_d[:k, :m], xor[:k, :m], count[:k, :m])
+                    flat = np.flatnonzero(np.less_equal(dd, d_max, out=near_d[:k, :m]))
+                    r, c = np.divmod(flat, m)
+                    dp = distances(qp[r], phash[c0 + c])
+                    within = np.nonzero(dp <= p_max)[0]
+                    flat = flat[within]
+                    values_d.append(dd.reshape(-1)[flat])
+                    values.append(dp[within])
                 else:
                     score = _score_tile(qp, qd, [t[c0:c1] for t in tp], [t[c0:c1] for t in td], weight,
                                         out[:k, :m], xor[:k, :m], count[:k, :m])
@@ -532,7 +601,8 @@ def _within_pairs(phash: np.ndarray, dhash: np.ndarray, reach: int, weight: int,
                 cols.append(c + c0)
             r, c = np.concatenate(rows), np.concatenate(cols)
             keep = c > r
-            found.append((r[keep], c[keep], *(np.concatenate(v)[keep] for v in ((values, values_d) if both else (values,)))))
+            part = (r[keep], c[keep], *(np.concatenate(v)[keep] for v in ((values, values_d) if both else (values,))))
+            found.append(reduce(part) if reduce is not None else part)
         return found
 
     if threads > 1 and len(starts) > 1:
@@ -657,18 +727,27 @@ def cluster_case(case: Case, params: ClusterParams = DEFAULT_CLUSTER_PARAMS) -> 
 
 
 def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
-    rows = list(
-        case.db.query(
-            "select p.frame_id, p.status, p.phash, p.dhash, p.band_phash, p.band_dhash, p.bands, f.role "
-            "from fingerprints p join frames f on f.frame_id = p.frame_id order by p.frame_id"
-        )
-    )
-    core = [r for r in rows if r["status"] == "ok" and r["phash"]]
-    weak = [r for r in rows if r["status"] == "ok" and not r["phash"] and (r["bands"] or r["band_phash"])]
-    stats = ClusterStats(core_frames=len(core), left_out=len(rows) - len(core) - len(weak))
+    # Tuples of what every frame needs (a million frames' rows as dicts with their bands took
+    # over a gigabyte); the bands are read further down, and only when a truncated frame needs them.
+    rows = case.db.execute(
+        "select p.frame_id, p.status, p.phash, p.dhash, coalesce(p.bands, '') != '' or coalesce(p.band_phash, '') != '', "
+        "f.role from fingerprints p join frames f on f.frame_id = p.frame_id order by p.frame_id").fetchall()
+    core_rows = [r for r in rows if r[1] == "ok" and r[2]]
+    weak_ids = [r[0] for r in rows if r[1] == "ok" and not r[2] and r[4]]
+    stats = ClusterStats(core_frames=len(core_rows), left_out=len(rows) - len(core_rows) - len(weak_ids))
+    role_of = {r[0]: r[5] for r in rows}
+    del rows
 
-    phash = hex_to_words(r["phash"] for r in core)
-    dhash = hex_to_words(r["dhash"] for r in core)
+    phash = hex_to_words(r[2] for r in core_rows)
+    dhash = hex_to_words(r[3] for r in core_rows)
+    core = [r[0] for r in core_rows]  # frame ids, in the order of the hash rows
+    del core_rows
+    band_rows: dict[str, dict[str, Any]] = {}
+    if weak_ids:
+        band_rows = {r[0]: {"bands": r[1], "band_phash": r[2], "band_dhash": r[3]} for r in case.db.execute(
+            "select p.frame_id, p.bands, p.band_phash, p.band_dhash from fingerprints p "
+            "join frames f on f.frame_id = p.frame_id where p.status = 'ok'")}
+    weak = [{"frame_id": f, **band_rows[f]} for f in weak_ids]
     clustering = cluster_labels(phash, dhash, params)
     labels = clustering.labels
     stats.cores, stats.representatives = clustering.cores, clustering.representatives
@@ -681,7 +760,7 @@ def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
             order[label] = len(order) + 1
     cluster_of = np.array([order[l] for l in labels.tolist()], dtype=np.int64)
 
-    assignments: list[dict[str, Any]] = []
+    assignments: list[tuple] = []  # rows of frame_clusters, in _ASSIGNED order
     members: dict[int, list[int]] = {}
     for index, cid in enumerate(cluster_of.tolist()):
         members.setdefault(cid, []).append(index)
@@ -691,17 +770,16 @@ def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
         medoid_of[cid] = idx[medoid]
         for pos, i in enumerate(idx):
             via = "nearest" if clustering.attached[i] else "hash"
-            assignments.append({"frame_id": core[i]["frame_id"], "cluster_id": cid, "via": via, "distance": int(spread[pos]),
-                                "core": int(clustering.core_labels[i]) + 1})
+            assignments.append((core[i], cid, via, int(spread[pos]), int(clustering.core_labels[i]) + 1))
 
     # Truncated frames: their decoded band against the bands of the representatives of every
     # multi-frame cluster, by the same clear-winner rule as stage 3 (as leaves, never links).
     sizes = np.bincount(cluster_of) if len(cluster_of) else np.zeros(0, dtype=np.int64)
     targets = clustering.reps[sizes[cluster_of[clustering.reps]] > 1] if weak else clustering.reps[:0]
     if weak and len(targets):
-        target_bands = [_bands(core[i]) for i in targets.tolist()]
+        target_bands = [_bands(band_rows[core[i]]) for i in targets.tolist()]
         member_rows = np.nonzero(sizes[cluster_of] > 1)[0] if params.attach_members else targets[:0]
-        member_bands = [_bands(core[i]) for i in member_rows.tolist()]
+        member_bands = [_bands(band_rows[core[i]]) for i in member_rows.tolist()]
         by_level: dict[str, list[dict[str, Any]]] = {}
         for r in weak:
             bands = _bands(r)
@@ -725,24 +803,22 @@ def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
                     stats.band_unmatched += 1
                     continue
                 stats.band_assigned += 1
-                medoid_band = _bands(core[medoid_of[cid]]).get(level)
+                medoid_band = _bands(band_rows[core[medoid_of[cid]]]).get(level)
                 distance = int(distances(hex_to_words([medoid_band[0]])[0], hex_to_words([q["_band"][0]])[0])) if medoid_band else None
-                assignments.append({"frame_id": q["frame_id"], "cluster_id": cid, "via": "band", "distance": distance,
-                                    "core": None})
+                assignments.append((q["frame_id"], cid, "band", distance, None))
     else:
         stats.band_unmatched = len(weak)
 
-    role_of = {r["frame_id"]: r["role"] for r in rows}
     per_cluster: dict[int, Counter] = {}
-    for a in assignments:
-        per_cluster.setdefault(a["cluster_id"], Counter())[role_of[a["frame_id"]]] += 1
+    for frame_id, cid, *_ in assignments:
+        per_cluster.setdefault(cid, Counter())[role_of[frame_id]] += 1
     cluster_rows = [
         {
             "cluster_id": cid,
             "frames": sum(count.values()),
             "snapshots": count.get("snapshot", 0),
             "references": count.get("reference", 0),
-            "medoid": core[medoid_of[cid]]["frame_id"],
+            "medoid": core[medoid_of[cid]],
         }
         for cid, count in sorted(per_cluster.items())
     ]
@@ -757,21 +833,23 @@ def _cluster_case(case: Case, params: ClusterParams) -> ClusterStats:
     return stats
 
 
-def _insert_assignments(case: Case, assignments: list[dict[str, Any]]) -> None:
-    """The frame_clusters rows, by one executemany (sqlite-utils' insert_all spent ~90 us of
-    Python per row: 9 s of a 10^5-frame case); a case file from before `core` gets the column,
-    as insert_all(alter=True) gave it."""
+_ASSIGNED = ("frame_id", "cluster_id", "via", "distance", "core")  # the columns of an assignment tuple
+
+
+def _insert_assignments(case: Case, assignments: list[tuple]) -> None:
+    """The frame_clusters rows (tuples in `_ASSIGNED` order), by one executemany (sqlite-utils'
+    insert_all spent ~90 us of Python per row: 9 s of a 10^5-frame case); a case file from
+    before `core` gets the column, as insert_all(alter=True) gave it."""
     if not assignments:
         return
-    columns = list(assignments[0])
     have = {r[1] for r in case.db.execute("pragma table_info(frame_clusters)").fetchall()}
     with case.db.conn:
-        for name in columns:
+        for name in _ASSIGNED:
             if name not in have:
                 case.db.execute(f"alter table frame_clusters add column [{name}] integer")
         case.db.conn.executemany(
-            f"insert into frame_clusters ({', '.join(f'[{c}]' for c in columns)}) values ({', '.join('?' * len(columns))})",
-            [tuple(a[c] for c in columns) for a in assignments])
+            f"insert into frame_clusters ({', '.join(f'[{c}]' for c in _ASSIGNED)}) values ({', '.join('?' * len(_ASSIGNED))})",
+            assignments)
 
 
 def _band_rule(level: int, params: ClusterParams) -> list[tuple[int, int]]:

@@ -267,7 +267,6 @@ def _load_log(
 ) -> tuple[int, int, int]:
     parsed = skipped = inserted = missing = 0
     failed: list[dict[str, Any]] = []  # the first records lacking a required field
-    table = case.table("events")
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
@@ -275,7 +274,7 @@ def _load_log(
         if not batch:
             return
         before = case.db.conn.total_changes
-        table.insert_all(batch, ignore=True, batch_size=BATCH)
+        case.insert_rows("events", batch, ignore=True, alter=False)
         inserted += case.db.conn.total_changes - before
         if progress:
             progress(len(batch))
@@ -484,14 +483,16 @@ class _Stager:
         self._write(self.one_pass.pool.submit(batch, shas))
 
     def _write(self, finished: list[tuple[list[str], list[dict[str, Any]]]]) -> None:
+        values = []  # every batch finished meanwhile, in one transaction
         for shas, rows in finished:
-            values = [(self.source, row["frame_id"], sha, self.one_pass.signature, *(row[c] for c in _FP_COLUMNS))
-                      for sha, row in zip(shas, rows)]
+            values += [(self.source, row["frame_id"], sha, self.one_pass.signature, *(row[c] for c in _FP_COLUMNS))
+                       for sha, row in zip(shas, rows)]
+        if values:
             with self.case.db.conn:
                 self.case.db.conn.executemany(
                     f"insert or replace into staged_fingerprints (source, member, sha256, params, {', '.join(_FP_COLUMNS)}) "
                     f"values ({', '.join('?' * (4 + len(_FP_COLUMNS)))})", values)
-            self.one_pass.hashed += len(rows)
+            self.one_pass.hashed += len(values)
 
     def finish(self) -> None:
         """Wait for every batch of this archive (it is complete only with all of them)."""

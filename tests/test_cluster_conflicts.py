@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from camleak.cluster import (DEFAULT_CLUSTER_PARAMS, _score_chunks, _within_pairs, conflicted, distances)
+from camleak.cluster import (DEFAULT_CLUSTER_PARAMS, _score_chunks, _within_pairs, conflicted, distances,
+                             link_and_near_pairs, link_pairs)
 
 
 def _flip(rng, rows, rate, bits):
@@ -76,6 +77,31 @@ def test_conflicted_equals_brute_force(seed):
     assert len(expected) > 0  # the incident has frames to detach, or the comparison proves nothing
     got = conflicted(labels, cores, reps, ph, dh, params)
     assert got.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_conflicted_on_stage_two_pairs_equals_brute_force(seed):
+    """The candidate pairs taken from stage 2's one sweep (`link_and_near_pairs`) instead of
+    scored again: the same frames detached, and the same links as `link_pairs`."""
+    ph, dh, labels, cores, reps = _incident(seed)
+    params = DEFAULT_CLUSTER_PARAMS
+    links, near = link_and_near_pairs(ph[reps], dh[reps], params)
+    assert [x.tolist() for pair in links for x in pair] == [x.tolist() for pair in link_pairs(ph[reps], dh[reps], params)
+                                                          for x in pair]
+    expected = reference_conflicted(labels, cores, reps, ph, dh, params)
+    assert len(expected) > 0
+    assert conflicted(labels, cores, reps, ph, dh, params, rep_pairs=near).tolist() == expected.tolist()
+
+
+def test_stage_two_near_pairs_are_every_pair_within_the_conflict_bound():
+    ph, dh, *_ = _incident(6, frames=300)
+    params = DEFAULT_CLUSTER_PARAMS
+    score = distances(ph[:, None], ph[None]).astype(int) + 4 * distances(dh[:, None], dh[None]).astype(int)
+    i, j = np.nonzero(np.triu(score <= params.attach_max + params.attach_margin, 1))
+    _, near = link_and_near_pairs(ph, dh, params)
+    a, b, s = (np.concatenate([part[k] for part in near]) for k in range(3))
+    order = np.lexsort((b, a))
+    assert np.c_[a, b, s][order].tolist() == np.c_[i, j, score[i, j]].tolist()
 
 
 def test_conflicted_with_lone_frames_outside_the_representatives():
