@@ -140,6 +140,14 @@ class Registry:
             return home is not None and home in self.homes_of.get(account, ())
         return False
 
+    def accuses(self, accounts: Iterable[str], device: str) -> bool:
+        """Whether showing the device's frame to these accounts exposes it (one may not see it)."""
+        return any(not self.may_see(account, device) for account in accounts)
+
+    def own_view(self, accounts: Iterable[str], logged: str | None) -> str | None:
+        """The logged camera when every recipient may see it: the log says this was an own view."""
+        return logged if logged and all(self.may_see(account, logged) for account in accounts) else None
+
     def own_cameras(self, account: str) -> set[str]:
         """Every camera of the account's homes: any of them could be what it was shown."""
         out = set(self.access.get(account, ()))
@@ -443,7 +451,7 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
                 placed.append((u, fine_device))  # the coarse thumbnails tie; the fine ones do not
             else:
                 u.review = [device, runner]
-                u.reason = REVIEW_PREFIX + f"as near {device} as {runner} in a cluster of several cameras"
+                u.reason = SPLIT_REVIEW + f"{device} as {runner} in a cluster of several cameras"
         for u, device in placed:
             u.device, u.kind, u.confidence, u.review, u.reason = device, kind_of[device], conf_of[device], None, None
             pool[device].extend(u.frames)
@@ -786,7 +794,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     for r in case.db.query("select distinct snapshot, account_id from events where snapshot is not null"):
         recipients[r["snapshot"]].add(r["account_id"])
     evidence = [a for a in by_snapshot.values() if a["source_device"]
-                and any(not registry.may_see(acct, a["source_device"]) for acct in recipients.get(a["snapshot"], ()))]
+                and registry.accuses(recipients.get(a["snapshot"], ()), a["source_device"])]
     orphans = [a for a in by_snapshot.values() if params.identify_by_pixels and not a["source_device"]
                and a["cluster_id"] is not None and (a["reason"] or "").startswith(ORPHAN_REASONS)]
     held = [a for a in by_snapshot.values() if params.resolve_split and not a["source_device"] and a["candidates"]
@@ -846,7 +854,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     # A part of a split cluster that one anchor's identity lets through is checked again as every
     # accusing frame is (and gets its p_wrong)
     evidence += [a for a in _resolve_split(held, whole, near, recipients, registry, claims, requested, lacking, params)
-                 if any(not registry.may_see(acct, a["source_device"]) for acct in recipients.get(a["snapshot"], ()))]
+                 if registry.accuses(recipients.get(a["snapshot"], ()), a["source_device"])]
     pixel_near = _pixel_nearest(sorted({a["frame_id"] for a in evidence}), whole, sorted(whole.ids), params.pixel_rivals)
     for a in evidence:
         source = a["source_device"]
@@ -863,8 +871,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         rivals |= near.get(frame, set())  # any camera, anywhere, whose own frames hash near this one
         rivals |= set(pixel_near.get(frame, ()))  # ...or whose thumbnails match it best
         rivals.discard(source)
-        # the logged camera, when every recipient may see it: the log says this was an own view
-        own_view = logged if logged and all(registry.may_see(acct, logged) for acct in recipients[a["snapshot"]]) else None
+        own_view = registry.own_view(recipients[a["snapshot"]], logged)
         if fraction.get(frame, 1.0) < 1.0:  # truncated: compare only the thumbnail rows that decoded
             problem, best = _check_rows(frame, fraction[frame], source, rivals, logged, requested, thumbs, whole.ids,
                                         params, own_view)
@@ -940,7 +947,7 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
         if frame not in ranking:
             continue
         source = ranking[frame][0]
-        if any(not registry.may_see(acct, source) for acct in recipients.get(a["snapshot"], ())):
+        if registry.accuses(recipients.get(a["snapshot"], ()), source):
             # It would accuse: pixels alone are not enough. The frames left unplaced are the hard
             # ones (a person in the way, a view the true camera was never seen in), and on 300
             # homes hard look-alike seed 4, 5 of 150 such frames went to a wrong camera that
@@ -953,15 +960,13 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
         rivals.discard(source)
         problem, best = _check(frame, source, rivals, logged, requested, feats, params)
         if problem is None:
-            a.update(source_device=source, source_home=registry.home(source), attribution="pixels",
-                     confidence=round(best, 3), reason=None, candidates=None)
-            found.append(a)
+            found.append(_placed_by_pixels(a, source, best, registry))
     return found
 
 
 def _resolve_split(held: list[dict[str, Any]], feats: _Feats, near: dict[str, set[str]],
                    recipients: dict[str, set[str]], registry: Registry, claims: dict[str, str], requested: set[str],
-                   stand_ins: set[str], params: AttributionParams, rivals_kept: int = 8) -> list[dict[str, Any]]:
+                   stand_ins: set[str], params: AttributionParams) -> list[dict[str, Any]]:
     """Frames a split cluster held between its anchors (their thumbnails no nearer one than the
     other) are tried as each candidate in turn, with the full one-to-one check against the
     others and every camera it could otherwise be; a frame that exactly one candidate's check
@@ -969,14 +974,14 @@ def _resolve_split(held: list[dict[str, Any]], feats: _Feats, near: dict[str, se
     accusation passes, and it was set on this very question: each look-alike frame tried as if
     it were the other camera's (rule 7). Returns the frames placed."""
     devices = sorted(d for d in feats.ids if d not in stand_ins)
-    ranking = _pixel_nearest([a["frame_id"] for a in held], feats, devices, rivals_kept)
+    ranking = _pixel_nearest([a["frame_id"] for a in held], feats, devices, params.pixel_rivals)
     placed = []
     for a in held:
         frame, snapshot = a["frame_id"], a["snapshot"]
         candidates = [c for c in json.loads(a["candidates"]) if registry.known(c)]
         logged = _logged_device(snapshot, claims, registry)
         seen_by = recipients.get(snapshot, ())
-        own_view = logged if logged and all(registry.may_see(acct, logged) for acct in seen_by) else None
+        own_view = registry.own_view(seen_by, logged)
         others = set(ranking.get(frame, ())) | near.get(frame, set()) | ({logged} if logged else set())
         for account in seen_by:
             others |= registry.own_cameras(account)
@@ -989,11 +994,14 @@ def _resolve_split(held: list[dict[str, Any]], feats: _Feats, near: dict[str, se
             if problem is None:
                 passed.append((source, best))
         if len(passed) == 1:
-            source, best = passed[0]
-            a.update(source_device=source, source_home=registry.home(source), attribution="pixels",
-                     confidence=round(best, 3), reason=None, candidates=None)
-            placed.append(a)
+            placed.append(_placed_by_pixels(a, *passed[0], registry))
     return placed
+
+
+def _placed_by_pixels(a: dict[str, Any], source: str, best: float, registry: Registry) -> dict[str, Any]:
+    a.update(source_device=source, source_home=registry.home(source), attribution="pixels",
+             confidence=round(best, 3), reason=None, candidates=None)
+    return a
 
 
 def _trimmed_correlation(x: np.ndarray, y: np.ndarray, keep: float = 0.85) -> float:
@@ -1057,18 +1065,18 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
         # frames reach across: with camera shake as large as the shift between two look-alike
         # flats, some frames of the one match the other as well as its own.
         capped = lookalike and best < feats.ceiling(source, rival) + params.lookalike_lead
-        fine = (near or capped) and _fine_apart(frame, source, rival, lookalike, feats, params)
-        if (near or capped) and not fine and _grey_apart(frame, source, rival, feats, params):
-            by_grey = True
-        elif (near or capped) and not fine:
-            # (neither the finer thumbnail, aligned, nor the grey room told them apart)
-            if near and score < fair and not lookalike and params.occlusion_keep < 1:
-                # Near only because the frame matches its own camera loosely (a person in the way),
-                # and no look-alike: the occlusion-tolerant comparison below may still tell them apart.
-                loose.append(rival)
+        if (near or capped) and not _fine_apart(frame, source, rival, lookalike, feats, params):
+            if _grey_apart(frame, source, rival, feats, params):
+                by_grey = True
             else:
-                close.append(rival)
-            continue
+                # (neither the finer thumbnail, aligned, nor the grey room told them apart)
+                if near and score < fair and not lookalike and params.occlusion_keep < 1:
+                    # Near only because the frame matches its own camera loosely (a person in the way),
+                    # and no look-alike: the occlusion-tolerant comparison below may still tell them apart.
+                    loose.append(rival)
+                else:
+                    close.append(rival)
+                continue
         if lookalike:
             # A look-alike of the source: the lead only counts where the rival has frames like
             # this one (a night view of the copy, when only its day views were ever attributed,
