@@ -31,6 +31,7 @@ under the default home scope, any other camera of the same home.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from collections import Counter, OrderedDict, defaultdict
@@ -94,6 +95,11 @@ class AttributionParams:
     grey_unlike: float = 0.45  # below this pair measure) is ruled out by the occlusion-tolerant grey
     grey_min: float = 0.90  # ...match when the frame matches its own camera at least this well that way...
     grey_lead: float = 0.08  # ...and leads the rival by this, on fair samples
+    accuse_by_pixels: bool = True  # a frame no anchor or vote placed may accuse from its pixels alone when
+    pixel_accuse_min: float = 0.96  # ...its room matches its camera's this well in occlusion-tolerant grey
+    pixel_accuse_lead: float = 0.12  # ...and the room of the camera its log names this much worse...
+    pixel_accuse_apart: float = 0.06  # ...and every other camera's at least this much worse (its own impostors)
+    pixel_impostors: int = 40  # (the cameras nearest the frame in plain grey, where that lead is checked)
     max_p_wrong: float = 1.0  # (1: off) an accusation needs a lead that at most this share of wrong-camera leads reach
 
     def signature(self) -> str:
@@ -590,6 +596,16 @@ class _Feats:
         scores = np.sort(self.edges[device][keep] @ self.feats[frame][1])[::-1]
         return _expected_best(scores, n)
 
+    def grey_nearest(self, frame: str, most: int, skip: set[str]) -> list[str]:
+        """The `most` cameras whose own frames match the frame best in plain grey."""
+        grey = self.feats[frame][0]
+        best = []
+        for device in self.ids:
+            keep = self._others(frame, device)
+            if device not in skip and keep is not None:
+                best.append((float((self.grey[device][keep] @ grey).max()), device))
+        return [d for _, d in heapq.nlargest(most, best)]
+
     def trimmed(self, frame: str, device: str, keep: float, kind: str = "edges") -> np.ndarray:
         """Occlusion-tolerant correlations (edges or grey) with each of the device's own frames, best first."""
         index = 1 if kind == "edges" else 0
@@ -771,8 +787,7 @@ def _grey_leads(frame: str, source: str, rival: str, feats: "_Feats", params: At
     theirs = feats.trimmed(frame, rival, params.occlusion_keep, "grey")
     if not len(own) or not len(theirs) or own[0] < params.grey_min:
         return False
-    fair = _expected_best(own, len(theirs)) if len(theirs) < len(own) else float(own[0])
-    return float(theirs[0]) <= fair - params.grey_lead
+    return _grey_ahead(own, theirs, params.grey_lead)
 
 
 def _expected_best(scores: np.ndarray, n: int) -> float:
@@ -850,11 +865,12 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     # are its rivals too (300 homes hard look-alike seed 3: a leak of an original went to its copy,
     # the original in another cluster and more than the hash reach away).
     verified = rejected = 0
-    _identify_by_pixels(orphans, whole, near, recipients, registry, claims, requested, lacking, params)
-    # A part of a split cluster that one anchor's identity lets through is checked again as every
-    # accusing frame is (and gets its p_wrong)
-    evidence += [a for a in _resolve_split(held, whole, near, recipients, registry, claims, requested, lacking, params)
-                 if registry.accuses(recipients.get(a["snapshot"], ()), a["source_device"])]
+    # A frame whose pixels alone accuse, or a part of a split cluster that one anchor's identity
+    # lets through, is checked again as every accusing frame is (against the recipient's own
+    # cameras too) and gets its p_wrong
+    placed = _identify_by_pixels(orphans, whole, near, recipients, registry, claims, requested, lacking, params)
+    placed += _resolve_split(held, whole, near, recipients, registry, claims, requested, lacking, params)
+    evidence += [a for a in placed if registry.accuses(recipients.get(a["snapshot"], ()), a["source_device"])]
     pixel_near = _pixel_nearest(sorted({a["frame_id"] for a in evidence}), whole, sorted(whole.ids), params.pixel_rivals)
     for a in evidence:
         source = a["source_device"]
@@ -947,18 +963,22 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
         if frame not in ranking:
             continue
         source = ranking[frame][0]
-        if registry.accuses(recipients.get(a["snapshot"], ()), source):
-            # It would accuse: pixels alone are not enough. The frames left unplaced are the hard
-            # ones (a person in the way, a view the true camera was never seen in), and on 300
-            # homes hard look-alike seed 4, 5 of 150 such frames went to a wrong camera that
-            # passed the full check (the true one had no night views of its own), each a false pair.
-            continue
-        rivals = set(ranking[frame][1:]) | near.get(frame, set())
         logged = _logged_device(a["snapshot"], claims, registry)
+        seen_by = recipients.get(a["snapshot"], ())
+        own_view = None
+        if registry.accuses(seen_by, source):
+            # It would accuse, and the full check alone is not enough: the frames left unplaced are
+            # the hard ones (a person in the way, a view the true camera was never seen in); on 300
+            # homes hard look-alike seed 4, 5 of 150 such frames went to a wrong camera that passed
+            # it, each a false pair (own views whose camera had no night views of its own).
+            if not _pixels_accuse(frame, source, logged, feats, params):
+                continue
+            own_view = registry.own_view(seen_by, logged)  # (and rule 6 holds for the own camera the log names)
+        rivals = set(ranking[frame][1:]) | near.get(frame, set())
         if logged:
             rivals.add(logged)
         rivals.discard(source)
-        problem, best = _check(frame, source, rivals, logged, requested, feats, params)
+        problem, best = _check(frame, source, rivals, logged, requested, feats, params, own_view)
         if problem is None:
             found.append(_placed_by_pixels(a, source, best, registry))
     return found
@@ -1002,6 +1022,38 @@ def _placed_by_pixels(a: dict[str, Any], source: str, best: float, registry: Reg
     a.update(source_device=source, source_home=registry.home(source), attribution="pixels",
              confidence=round(best, 3), reason=None, candidates=None)
     return a
+
+
+def _pixels_accuse(frame: str, source: str, logged: str | None, feats: _Feats, params: AttributionParams) -> bool:
+    """Whether a frame no anchor or vote placed may accuse from its pixels: its room, in grey with
+    the worst-agreeing pixels left out, is plainly its camera's, and plainly not the room of the
+    camera its log names (which must have frames of its own to tell). On the grid's 300-home
+    hard cells, the unplaced frames whose pixels would wrongly accuse were own views whose camera
+    had no frames like them: they matched the wrong camera at 0.82-0.94 this way, and their own
+    camera nearly as well or better; the leak frames placed right matched at 0.85-0.996."""
+    if not params.accuse_by_pixels or not logged or logged == source or not feats.count(frame, logged):
+        return False
+    own = feats.trimmed(frame, source, params.occlusion_keep, "grey")
+    if not len(own) or float(own[0]) < params.pixel_accuse_min:
+        return False
+    if not _grey_ahead(own, feats.trimmed(frame, logged, params.occlusion_keep, "grey"), params.pixel_accuse_lead):
+        return False
+    # Specificity measured on the incident itself: a frame whose own camera has no frames like it
+    # (a night own view of a camera seen only by day) still has some room it matches best, but
+    # barely better than the next rooms. On the own views of 1,000 homes hard look-alike seed 2
+    # that passed the two bars above, the best room led the next by at most 0.027; leaks placed
+    # right led it by 0.003-0.187 (300 homes hard seed 1, hard look-alike seed 4: 0.033-0.183).
+    return all(_grey_ahead(own, feats.trimmed(frame, rival, params.occlusion_keep, "grey"), params.pixel_accuse_apart)
+               for rival in feats.grey_nearest(frame, params.pixel_impostors, skip={source, logged}))
+
+
+def _grey_ahead(own: np.ndarray, theirs: np.ndarray, lead: float) -> bool:
+    """Whether the best of `own` leads the best of `theirs` by `lead`, on fair samples (the best of
+    48 frames beats the best of 4 by chance alone)."""
+    if not len(theirs):
+        return True
+    fair = _expected_best(own, len(theirs)) if len(theirs) < len(own) else float(own[0])
+    return float(theirs[0]) <= fair - lead
 
 
 def _trimmed_correlation(x: np.ndarray, y: np.ndarray, keep: float = 0.85) -> float:

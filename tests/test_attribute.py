@@ -239,16 +239,24 @@ def test_a_verified_exposure_carries_its_chance_of_being_wrong(tmp_path):
     assert stats.expected_false_pairs == round(sum(e["p_wrong"] for e in found.values()), 4)
 
 
-def test_a_frame_no_vote_places_goes_to_the_camera_its_pixels_name_only_where_that_accuses_nobody(tmp_path):
+def test_a_frame_no_vote_places_goes_to_the_camera_its_pixels_name(tmp_path):
     # Two lone frames of cam-b's room, each in a cluster of its own whose log names cam-s3 (whose
     # own frames are elsewhere): no anchor, no usable vote. One reached cam-b's owner: an own
-    # view, placed by its pixels. The other reached a stranger: pixels alone accuse nobody.
+    # view, placed by its pixels. The other reached a stranger: its room is plainly cam-b's and
+    # plainly not the logged camera's, so its pixels accuse, after the full check.
     clusters = {1: own("cam-b", 6, "b"), 2: [("mine", "acct-b", "cam-s3")], 3: [("theirs", "acct-s4", "cam-s3")],
                 4: own("cam-s3", 6, "s3-"), 5: own("cam-s4", 6, "s4-")}
     case = build(tmp_path, clusters, refs={1: ["cam-b"]}, scenes={"mine": 1, "theirs": 1})
     attribute_case(case)
     rows = {r["snapshot"]: r for r in case.db.query("select * from attributions where snapshot in ('mine', 'theirs')")}
     assert rows["mine"]["source_device"] == "cam-b" and rows["mine"]["attribution"] == "pixels"
+    assert rows["theirs"]["source_device"] == "cam-b" and rows["theirs"]["attribution"] == "pixels"
+    accused = exposures(case)[("acct-s4", "cam-b")]
+    assert accused["evidence"] == "content" and accused["p_wrong"] is not None
+    # Without the pixel accusation, pixels place only what accuses nobody
+    attribute_case(case, AttributionParams(accuse_by_pixels=False))
+    rows = {r["snapshot"]: r for r in case.db.query("select * from attributions where snapshot in ('mine', 'theirs')")}
+    assert rows["mine"]["source_device"] == "cam-b"
     assert rows["theirs"]["source_device"] is None and rows["theirs"]["reason"].startswith("the devices the logs name")
     assert [k for k, e in exposures(case).items() if e["evidence"] == "content"] == []  # (its log alone is an exposure)
     attribute_case(case, AttributionParams(identify_by_pixels=False))

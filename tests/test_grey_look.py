@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from camleak.attribute import AttributionParams, _check, _Feats
+from camleak.attribute import AttributionParams, _check, _Feats, _pixels_accuse
 
 GREY, EDGES = 512, 96
 
@@ -93,3 +93,43 @@ def test_where_grey_decides_the_own_camera_the_log_names_must_be_ruled_out_in_gr
     feats = incident(np.random.default_rng(8), rival_grey=lambda room: unit(rng.normal(size=GREY)),
                      mine_grey=lambda room: unit(rng.normal(size=GREY)))
     assert _check("x", "cam-src", rivals, "cam-mine", {"cam-mine"}, feats, AttributionParams(), own_view="cam-mine")[0] is None
+
+
+def test_pixels_alone_accuse_only_a_room_plainly_the_cameras_and_plainly_not_the_logged_ones():
+    # A frame no anchor or vote placed, logged as the recipient's own camera (cam-mine).
+    params = AttributionParams()
+    unlike = incident(np.random.default_rng(9), rival_grey=lambda room: unit(np.random.default_rng(1).normal(size=GREY)),
+                      mine_grey=lambda room: unit(np.random.default_rng(2).normal(size=GREY)))
+    assert _pixels_accuse("x", "cam-src", "cam-mine", unlike, params)
+    assert not _pixels_accuse("x", "cam-src", "cam-mine", unlike, AttributionParams(accuse_by_pixels=False))
+    assert not _pixels_accuse("x", "cam-src", None, unlike, params)  # no logged camera to rule out
+    assert not _pixels_accuse("x", "cam-src", "cam-unseen", unlike, params)  # one with no frames of its own
+    # The logged camera's room near the frame in grey (an own view whose camera's other views all
+    # went elsewhere looks like this): no accusation
+    rng = np.random.default_rng(9)
+    near = incident(rng, rival_grey=lambda room: unit(rng.normal(size=GREY)),
+                    mine_grey=lambda room: unit(room + rng.normal(0, 0.5 / np.sqrt(GREY), GREY)))
+    assert not _pixels_accuse("x", "cam-src", "cam-mine", near, params)
+    # A room that matches its camera only loosely in grey (half of it covered): no accusation
+    rng = np.random.default_rng(9)
+    loose = incident(rng, rival_grey=lambda room: unit(rng.normal(size=GREY)),
+                     probe_grey=lambda room: person(rng, room, share=0.4),
+                     mine_grey=lambda room: unit(rng.normal(size=GREY)))
+    assert float(loose.trimmed("x", "cam-src", 0.85, "grey")[0]) < params.pixel_accuse_min
+    assert not _pixels_accuse("x", "cam-src", "cam-mine", loose, params)
+
+
+def test_pixels_accuse_only_where_no_other_room_matches_nearly_as_well():
+    # An own view whose camera was never seen like this still matches some room best; it must
+    # lead every other camera's room (the incident's own impostors), not only the logged one's.
+    params = AttributionParams()
+    rng = np.random.default_rng(9)
+    generic = incident(rng, rival_grey=lambda room: unit(room + rng.normal(0, 0.3 / np.sqrt(GREY), GREY)),
+                       mine_grey=lambda room: unit(rng.normal(size=GREY)))
+    src = float(generic.trimmed("x", "cam-src", 0.85, "grey")[0])
+    other = float(generic.trimmed("x", "cam-rival", 0.85, "grey")[0])
+    assert src >= params.pixel_accuse_min and src - other < params.pixel_accuse_apart
+    assert generic.grey_nearest("x", 1, skip={"cam-src"}) == ["cam-rival"]
+    assert not _pixels_accuse("x", "cam-src", "cam-mine", generic, params)
+    # The same incident passes with the specificity bar off: it is that bar that holds the frame
+    assert _pixels_accuse("x", "cam-src", "cam-mine", generic, AttributionParams(pixel_accuse_apart=-1.0))
