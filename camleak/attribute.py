@@ -950,9 +950,9 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
                         rivals_kept: int = 8) -> list[dict[str, Any]]:
     """Frames no anchor or vote placed (their cluster is unanchored, or the devices their logs
     name show their frames elsewhere) get the camera whose own frames their thumbnail matches
-    best, when that camera is one every recipient may see (an own view: this accuses nobody)
-    and the full one-to-one check holds against the next cameras in that ranking, the hash-near
-    ones and the logged one. A camera known only through the frames its
+    best, when the full one-to-one check holds against the next cameras in that ranking, the
+    hash-near ones and the logged one, and, where that would accuse, the room is plainly that
+    camera's and no other's (`_pixels_accuse`). A camera known only through the frames its
     log claims (`stand_ins`) is a rival, never the answer. Returns the frames placed."""
     devices = sorted(d for d in feats.ids if d not in stand_ins)
     # (an unplaced frame is nobody's exemplar: those are references and placed frames)
