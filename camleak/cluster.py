@@ -154,7 +154,8 @@ def link_and_near_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterPar
     """`link_pairs`, and every pair (i < j) scoring within the conflict check's bound
     (`attach_max + attach_margin`, pHash + `attach_dhash_weight` x dHash) with its score, from one
     sweep over the pairs instead of two (`conflicted` takes the second part as `rep_pairs`).
-    The same links, in the same order, as `link_pairs`; the near pairs are those
+    The same links as `link_pairs` (in the same order when that is the numpy sweep too, not
+    the compiled one: `native()`); the near pairs are those
     `_within_pairs(..., bound, weight)` finds, as a list of parts (int32 positions, int16 scores:
     tens of millions of them at 10^6 frames), in an order `conflicted` does not depend on."""
     weight, bound = params.attach_dhash_weight, params.attach_max + params.attach_margin
