@@ -117,17 +117,17 @@ def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams)
     columns whose XOR and popcount temporaries stay in cache, on two threads (see
     `_within_pairs`). Exact; the cost is half the square of the rows (here: representatives).
     """
-    if native():
+    if native(len(phash) * (len(phash) - 1) / 2):
         yield from _native_neighbour_pairs(phash, dhash, params.phash_max, params.dhash_max)
         return
     for rows, cols, dp, dd in _within_pairs(phash, dhash, 0, 0, p_max=params.phash_max, d_max=params.dhash_max):
         yield rows, cols, dp, dd.astype(np.int64)
 
 
-def native() -> bool:
-    """Whether the compiled kernels (`camleak._native`, numba) score the pairs; the numpy paths
-    give the same pairs and scores, several times slower."""
-    return _native.AVAILABLE
+def native(pairs: float = float("inf")) -> bool:
+    """Whether the compiled kernels (`camleak._native`, numba) score a job of `pairs` pair scores;
+    the numpy paths give the same pairs and scores, several times slower on big jobs."""
+    return _native.use(pairs)
 
 
 def _native_neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, p_max: int, d_max: int, threads: int = 2,
@@ -138,7 +138,7 @@ def _native_neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, p_max: int, d_
     n = len(phash)
 
     def work(a: int, b: int) -> tuple[np.ndarray, ...]:
-        i, j, dp, dd = _native.link_rows(p, d, a, b, p_max, d_max, tile)
+        i, j, dp, dd = _native.kernels().link_rows(p, d, a, b, p_max, d_max, tile)
         return i, j, dp, dd.astype(np.int64)
 
     return _native.run_threads(work, _native.split(max(0, n - 1), threads), threads)
@@ -351,7 +351,8 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
     core = core_pairs(phash, dhash, params)
     cores = components(n, [core])
     reps = exemplars(cores, phash, params)
-    if params.conflict_margin and not native():  # the conflict check's candidate pairs come from stage 2's sweep
+    compiled = native(len(reps) * (len(reps) - 1) / 2)
+    if params.conflict_margin and not compiled:  # the conflict check's candidate pairs come from stage 2's sweep
         links, near = link_and_near_pairs(phash[reps], dhash[reps], params)
     else:
         links, near = link_pairs(phash[reps], dhash[reps], params), None
@@ -421,11 +422,12 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
     by_label = members[np.argsort(labels[members], kind="stable")]
     other = np.full(len(queries), none, dtype=np.int64)
     pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] = ()
-    if rep_pairs is None and native():
+    if rep_pairs is None and native(len(targets) * (len(targets) - 1) / 2):
         # The compiled kernel takes the pairs of targets as `take` does and scores each query's
         # candidate clusters on their members at once: no pairs or keys are held.
         at = np.nonzero(inside)[0]
-        own_bound[at], other[at] = _native_conflicts(queries[at], targets, labels, by_label, phash, dhash, bound, weight)
+        own_bound[at], other[at] = _native_conflicts(queries[at], targets, labels, by_label, phash, dhash, bound, weight,
+                                                     params.conflict_margin)
     elif rep_pairs is not None:  # the same pairs of targets: those of representatives, both ends targets
         pairs = (
             (fa[both], fb[both], s[both])
@@ -456,12 +458,17 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
 
 
 def _native_conflicts(queries: np.ndarray, targets: np.ndarray, labels: np.ndarray, by_label: np.ndarray,
-                      phash: np.ndarray, dhash: np.ndarray, bound: int, weight: int, threads: int = 2
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      phash: np.ndarray, dhash: np.ndarray, bound: int, weight: int, margin: int = 0,
+                      threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """For each query (all among the targets, sorted): the nearest score within `bound` to
     another target of its own cluster (int32 max if none), and the nearest score over the members
     (`by_label`: sorted by label) of the other clusters with a target within `bound` (int32 max
     if none): `conflicted`'s own_bound and other, by the compiled kernels.
+
+    With `margin` > 0, `other` is exact only where it can detach the frame: where it is at most
+    own_bound - margin; elsewhere it is own_bound - margin + 1, which `conflicted` treats alike
+    (the frame stays: other + margin > own_bound >= its own score). That cap lets the member
+    scan drop most members after their dHash word.
 
     The pairs of targets are scored once each (the upper triangle, targets that are queries
     first, so the rows of pairs with no query end are skipped); each thread marks its queries'
@@ -481,7 +488,7 @@ def _native_conflicts(queries: np.ndarray, targets: np.ndarray, labels: np.ndarr
         own = np.full(nq, none, dtype=np.int64)
         near = np.zeros((nq, words), dtype=np.uint64)
         for a, b in part:
-            _native.conflict_rows(p, d, cluster, nq, a, b, bound, weight, 4096, own, near)
+            _native.kernels().conflict_rows(p, d, cluster, nq, a, b, bound, weight, 4096, own, near)
         return own, near
 
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:  # each thread its own own/near, for its rows
@@ -498,10 +505,13 @@ def _native_conflicts(queries: np.ndarray, targets: np.ndarray, labels: np.ndarr
     fp, fd = _native.words_major(phash[frames]), _native.words_major(dhash[frames])
     mp, md = _native.words_major(phash[by_label]), _native.words_major(dhash[by_label])
     ids = by_label.astype(np.int64)
+    cap = (own - margin if margin > 0 else np.full(nq, none, dtype=np.int64)).astype(np.int64)
+    np.minimum(cap, none - 1, out=cap)  # no own target within the bound: every candidate counts
     parts = _native.run_threads(
-        lambda a, b: _native.candidate_scores(fp, fd, frames, near, start, stop, mp, md, ids, a, b, weight),
+        lambda a, b: _native.kernels().candidate_scores(fp, fd, frames, near, start, stop, mp, md, ids, cap, a, b, weight),
         _native.split(nq, threads), threads)
     other = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    other[other > none] = none
     back = np.searchsorted(queries, frames)  # `queries` is sorted
     own_out = np.full(len(queries), none, dtype=np.int64)
     other_out = np.full(len(queries), none, dtype=np.int64)
@@ -522,16 +532,16 @@ def _member_scores(frames: np.ndarray, cluster: np.ndarray, by_label: np.ndarray
         return out
     sorted_labels = labels[by_label]
     member_p, member_d = phash[by_label], dhash[by_label]
-    if native():  # the same nearest scores, by the compiled kernel, without score tiles
-        first = np.searchsorted(sorted_labels, cluster, side="left").astype(np.int64)
-        stop = np.searchsorted(sorted_labels, cluster, side="right").astype(np.int64)
+    first = np.searchsorted(sorted_labels, cluster, side="left").astype(np.int64)
+    stop = np.searchsorted(sorted_labels, cluster, side="right").astype(np.int64)
+    if native(int((stop - first).sum())):  # the same nearest scores, by the compiled kernel, without score tiles
         fp, fd = _native.words_major(phash[frames]), _native.words_major(dhash[frames])
         mp, md = _native.words_major(member_p), _native.words_major(member_d)
         who = frames.astype(np.int64)
         ids = by_label.astype(np.int64)
 
         def work(a: int, b: int) -> np.ndarray:
-            return _native.member_rows(fp, fd, who, first, stop, mp, md, ids, a, b, weight)
+            return _native.kernels().member_rows(fp, fd, who, first, stop, mp, md, ids, a, b, weight)
 
         return np.concatenate(_native.run_threads(work, _native.split(len(frames), 2), 2))
     order = np.argsort(cluster, kind="stable")

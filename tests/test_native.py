@@ -4,6 +4,8 @@ machine runs."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -14,13 +16,19 @@ from camleak.cluster import DEFAULT_CLUSTER_PARAMS, ClusterParams, cluster_label
 from test_cluster import camera_like
 from test_cluster_conflicts import _incident, reference_conflicted
 
-needs_numba = pytest.mark.skipif(not _native.AVAILABLE, reason="numba is not importable (or CAMLEAK_NATIVE=0)")
+needs_numba = pytest.mark.skipif(_native.kernels() is None, reason="numba is not importable (or CAMLEAK_NATIVE=0)")
+
+
+@pytest.fixture(autouse=True)
+def compiled_at_any_size(monkeypatch):
+    """These hashes are few: the compiled path is taken anyway (it normally waits for big jobs)."""
+    monkeypatch.setattr(_native, "MIN_PAIRS", 0)
 
 
 @pytest.fixture(params=["native", "numpy"])
 def path(request, monkeypatch):
     """Run the test once with the compiled kernels and once with the numpy fallback."""
-    if request.param == "native" and not _native.AVAILABLE:
+    if request.param == "native" and _native.kernels() is None:
         pytest.skip("numba is not importable (or CAMLEAK_NATIVE=0)")
     monkeypatch.setattr(_native, "AVAILABLE", request.param == "native")
     return request.param
@@ -108,6 +116,15 @@ def test_native_conflict_bounds_equal_brute_force(seed):
         want_other.append(min((score[q, m] for m in range(n) if labels[m] in cands and m != q), default=none))
     assert (np.array(want_other) < none).sum() > 10
     assert own.tolist() == want_own and other.tolist() == want_other
+    # with the margin, `other` is exact wherever it can detach the frame, and above that elsewhere
+    margin = params.conflict_margin
+    own_m, other_m = C._native_conflicts(queries, targets, labels, by_label, ph, dh, bound, w, margin)
+    want_own, want_other, own_m, other_m = (np.array(x) for x in (want_own, want_other, own_m, other_m))
+    matters = want_other + margin <= want_own
+    assert matters.any() and (~matters).any()
+    assert own_m.tolist() == want_own.tolist()
+    assert other_m[matters].tolist() == want_other[matters].tolist()
+    assert (other_m[~matters] + margin > want_own[~matters]).all()
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -158,6 +175,18 @@ def test_the_numpy_path_runs_without_numba(monkeypatch):
     """With the kernels off (numba missing, or CAMLEAK_NATIVE=0), clustering still works."""
     _numpy_only(monkeypatch)
     assert not C.native()
+    rng = np.random.default_rng(9)
+    ph, dh = camera_like(rng, 10, 10, 5)
+    assert len(np.unique(cluster_labels(ph, dh).labels)) > 1
+
+
+def test_small_jobs_and_a_failed_numba_import_take_the_numpy_path(monkeypatch):
+    monkeypatch.setattr(_native, "MIN_PAIRS", 1000)
+    assert not _native.use(999)
+    monkeypatch.setattr(_native, "_loaded", None)
+    monkeypatch.setitem(sys.modules, "camleak._kernels", None)  # the import raises ImportError
+    monkeypatch.setattr(_native, "AVAILABLE", True)
+    assert not _native.use(10**9) and _native.kernels() is None and not _native.AVAILABLE
     rng = np.random.default_rng(9)
     ph, dh = camera_like(rng, 10, 10, 5)
     assert len(np.unique(cluster_labels(ph, dh).labels)) > 1
