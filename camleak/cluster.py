@@ -33,6 +33,13 @@ The rule, in three stages, each exact (the same groups as comparing every pair):
 
 Clusters are the connected components of the first two stages' links (less the dropped ones),
 plus the strays.
+
+The quadratic sweeps of stage 2 and the conflict check (and the conflict check's member scores)
+run as compiled kernels (`camleak._native`, numba) on big jobs: the same pairs and scores as
+the numpy paths kept beside them, ~4-6x less CPU, streaming (the conflict check holds a bit per
+query and candidate cluster, not the ~2 x 10^8 pairs within its bound at 10^6 thumbnails). With
+the kernels, stage 2 and the conflict check are two sweeps (the check needs stage 2's clusters);
+without, one shared sweep (`link_and_near_pairs`).
 Truncated frames never create links: each joins, by the stage-3 rule on the largest band that
 decoded, the one cluster whose members' same band is clearly nearest, or none. A short band
 joins when it is near (`band_reach`, lead `band_margin`) or, farther (`band_far_reach`), only
@@ -42,6 +49,7 @@ out entirely: they look alike across homes.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -51,6 +59,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from . import _native
 from .casefile import Case
 from .fingerprint import single_threaded_blas
 
@@ -115,8 +124,31 @@ def neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams)
     columns whose XOR and popcount temporaries stay in cache, on two threads (see
     `_within_pairs`). Exact; the cost is half the square of the rows (here: representatives).
     """
+    if native(len(phash) * (len(phash) - 1) / 2):
+        yield from _native_neighbour_pairs(phash, dhash, params.phash_max, params.dhash_max)
+        return
     for rows, cols, dp, dd in _within_pairs(phash, dhash, 0, 0, p_max=params.phash_max, d_max=params.dhash_max):
         yield rows, cols, dp, dd.astype(np.int64)
+
+
+def native(pairs: float = float("inf")) -> bool:
+    """Whether the compiled kernels (`camleak._native`, numba) score a job of `pairs` pair scores;
+    the numpy paths give the same pairs and scores, several times slower on big jobs."""
+    return _native.use(pairs)
+
+
+def _native_neighbour_pairs(phash: np.ndarray, dhash: np.ndarray, p_max: int, d_max: int, threads: int = 2,
+                            tile: int = 4096) -> list[tuple[np.ndarray, ...]]:
+    """`neighbour_pairs` by the compiled kernel: (rows, cols, pHash distance, dHash distance)
+    parts, the same pairs and distances as the numpy sweep (in another order)."""
+    p, d = _native.words_major(phash), _native.words_major(dhash)
+    n = len(phash)
+
+    def work(a: int, b: int) -> tuple[np.ndarray, ...]:
+        i, j, dp, dd = _native.kernels().link_rows(p, d, a, b, p_max, d_max, tile)
+        return i, j, dp, dd.astype(np.int64)
+
+    return _native.run_threads(work, _native.split(max(0, n - 1), threads), threads)
 
 
 def link_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -129,7 +161,8 @@ def link_and_near_pairs(phash: np.ndarray, dhash: np.ndarray, params: ClusterPar
     """`link_pairs`, and every pair (i < j) scoring within the conflict check's bound
     (`attach_max + attach_margin`, pHash + `attach_dhash_weight` x dHash) with its score, from one
     sweep over the pairs instead of two (`conflicted` takes the second part as `rep_pairs`).
-    The same links, in the same order, as `link_pairs`; the near pairs are those
+    The same links as `link_pairs` (in the same order when that is the numpy sweep too, not
+    the compiled one: `native()`); the near pairs are those
     `_within_pairs(..., bound, weight)` finds, as a list of parts (int32 positions, int16 scores:
     tens of millions of them at 10^6 frames), in an order `conflicted` does not depend on."""
     weight, bound = params.attach_dhash_weight, params.attach_max + params.attach_margin
@@ -325,7 +358,8 @@ def cluster_labels(phash: np.ndarray, dhash: np.ndarray, params: ClusterParams =
     core = core_pairs(phash, dhash, params)
     cores = components(n, [core])
     reps = exemplars(cores, phash, params)
-    if params.conflict_margin:  # the conflict check's candidate pairs come from stage 2's sweep
+    compiled = native(len(reps) * (len(reps) - 1) / 2)
+    if params.conflict_margin and not compiled:  # the conflict check's candidate pairs come from stage 2's sweep
         links, near = link_and_near_pairs(phash[reps], dhash[reps], params)
     else:
         links, near = link_pairs(phash[reps], dhash[reps], params), None
@@ -390,8 +424,19 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
         np.minimum.at(own_bound, pair_q[own], pair_s[own].astype(np.int64))
         keys.append(np.unique(pair_q[~own] * n + pair_l[~own]))
 
-    if rep_pairs is not None:  # the same pairs of targets: those of representatives, both ends targets
-        pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] = (
+    inside = np.isin(queries, targets)
+    members = np.nonzero(sizes[labels] > 1)[0]
+    by_label = members[np.argsort(labels[members], kind="stable")]
+    other = np.full(len(queries), none, dtype=np.int64)
+    pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] = ()
+    if rep_pairs is None and native(len(targets) * (len(targets) - 1) / 2):
+        # The compiled kernel takes the pairs of targets as `take` does and scores each query's
+        # candidate clusters on their members at once: no pairs or keys are held.
+        at = np.nonzero(inside)[0]
+        own_bound[at], other[at] = _native_conflicts(queries[at], targets, labels, by_label, phash, dhash, bound, weight,
+                                                     params.conflict_margin)
+    elif rep_pairs is not None:  # the same pairs of targets: those of representatives, both ends targets
+        pairs = (
             (fa[both], fb[both], s[both])
             for a, b, s in rep_pairs
             for fa, fb in [(reps[a], reps[b])]
@@ -401,16 +446,13 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
     for fa, fb, s in pairs:
         for q, t in ((query_of[fa], fb), (query_of[fb], fa)):
             take(q[q >= 0], labels[t[q >= 0]], s[q >= 0])
-    outside = queries[~np.isin(queries, targets)]  # none when `reps` holds every core's first frame, as exemplars do
+    outside = queries[~inside]  # none when `reps` holds every core's first frame, as exemplars do
     if len(outside):
         for rows, score in _score_chunks(phash[outside], dhash[outside], phash[targets], dhash[targets], weight, chunk):
             r, t = np.nonzero((score <= bound) & (targets[None, :] != outside[rows, None]))
             take(query_of[outside[rows[r]]], labels[targets[t]], score[r, t])
     key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
-    members = np.nonzero(sizes[labels] > 1)[0]
-    by_label = members[np.argsort(labels[members], kind="stable")]
     scores = _member_scores(queries[key // n], key % n, by_label, labels, phash, dhash, weight, budget)
-    other = np.full(len(queries), none, dtype=np.int64)
     np.minimum.at(other, key // n, scores)
     # Own clusters are scored on every member only where the bound leaves the outcome open:
     # a frame whose nearest own representative is within the margin of `other` stays anyway.
@@ -420,6 +462,68 @@ def conflicted(labels: np.ndarray, cores: np.ndarray, reps: np.ndarray, phash: n
     own_score[open_q] = _member_scores(queries[open_q], labels[queries[open_q]], by_label, labels, phash, dhash,
                                        weight, budget)
     return queries[other + params.conflict_margin <= own_score]
+
+
+def _native_conflicts(queries: np.ndarray, targets: np.ndarray, labels: np.ndarray, by_label: np.ndarray,
+                      phash: np.ndarray, dhash: np.ndarray, bound: int, weight: int, margin: int = 0,
+                      threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """For each query (all among the targets, sorted): the nearest score within `bound` to
+    another target of its own cluster (int32 max if none), and the nearest score over the members
+    (`by_label`: sorted by label) of the other clusters with a target within `bound` (int32 max
+    if none): `conflicted`'s own_bound and other, by the compiled kernels.
+
+    With `margin` > 0, `other` is exact only where it can detach the frame: where it is at most
+    own_bound - margin; elsewhere it is own_bound - margin + 1, which `conflicted` treats alike
+    (the frame stays: other + margin > own_bound >= its own score). That cap lets the member
+    scan drop most members after their dHash word.
+
+    The pairs of targets are scored once each (the upper triangle, targets that are queries
+    first, so the rows of pairs with no query end are skipped); each thread marks its queries'
+    candidate clusters in a bit matrix (queries x clusters: 200 MB at 10^6 frames), merged by or.
+    """
+    none = np.iinfo(np.int32).max
+    uniq, dense = np.unique(labels[targets], return_inverse=True)
+    is_query = np.isin(targets, queries)
+    order = np.lexsort((dense, ~is_query))  # queries first, each part by cluster
+    rows, cluster = targets[order], dense[order].astype(np.int64)
+    nq = int(is_query.sum())
+    p, d = _native.words_major(phash[rows]), _native.words_major(dhash[rows])
+    words = -(-len(uniq) // 64)
+    ranges = _native.split(nq, threads)
+
+    def sweep(part: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        own = np.full(nq, none, dtype=np.int64)
+        near = np.zeros((nq, words), dtype=np.uint64)
+        for a, b in part:
+            _native.kernels().conflict_rows(p, d, cluster, nq, a, b, bound, weight, 4096, own, near)
+        return own, near
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:  # each thread its own own/near, for its rows
+        results = list(pool.map(sweep, [ranges[t::threads] for t in range(threads)]))
+    own, near = results[0]
+    for o, m in results[1:]:
+        np.minimum(own, o, out=own)
+        np.bitwise_or(near, m, out=near)
+    del results
+    sorted_labels = labels[by_label]
+    start = np.searchsorted(sorted_labels, uniq, side="left").astype(np.int64)
+    stop = np.searchsorted(sorted_labels, uniq, side="right").astype(np.int64)
+    frames = rows[:nq].astype(np.int64)
+    fp, fd = _native.words_major(phash[frames]), _native.words_major(dhash[frames])
+    mp, md = _native.words_major(phash[by_label]), _native.words_major(dhash[by_label])
+    ids = by_label.astype(np.int64)
+    cap = (own - margin if margin > 0 else np.full(nq, none, dtype=np.int64)).astype(np.int64)
+    np.minimum(cap, none - 1, out=cap)  # no own target within the bound: every candidate counts
+    parts = _native.run_threads(
+        lambda a, b: _native.kernels().candidate_scores(fp, fd, frames, near, start, stop, mp, md, ids, cap, a, b, weight),
+        _native.split(nq, threads), threads)
+    other = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    other[other > none] = none
+    back = np.searchsorted(queries, frames)  # `queries` is sorted
+    own_out = np.full(len(queries), none, dtype=np.int64)
+    other_out = np.full(len(queries), none, dtype=np.int64)
+    own_out[back], other_out[back] = own, other
+    return own_out, other_out
 
 
 def _member_scores(frames: np.ndarray, cluster: np.ndarray, by_label: np.ndarray, labels: np.ndarray,
@@ -435,6 +539,18 @@ def _member_scores(frames: np.ndarray, cluster: np.ndarray, by_label: np.ndarray
         return out
     sorted_labels = labels[by_label]
     member_p, member_d = phash[by_label], dhash[by_label]
+    first = np.searchsorted(sorted_labels, cluster, side="left").astype(np.int64)
+    stop = np.searchsorted(sorted_labels, cluster, side="right").astype(np.int64)
+    if native(int((stop - first).sum())):  # the same nearest scores, by the compiled kernel, without score tiles
+        fp, fd = _native.words_major(phash[frames]), _native.words_major(dhash[frames])
+        mp, md = _native.words_major(member_p), _native.words_major(member_d)
+        who = frames.astype(np.int64)
+        ids = by_label.astype(np.int64)
+
+        def work(a: int, b: int) -> np.ndarray:
+            return _native.kernels().member_rows(fp, fd, who, first, stop, mp, md, ids, a, b, weight)
+
+        return np.concatenate(_native.run_threads(work, _native.split(len(frames), 2), 2))
     order = np.argsort(cluster, kind="stable")
     heads = np.flatnonzero(np.r_[True, cluster[order][1:] != cluster[order][:-1]])
     chunk = max(1, min(256, budget // max(1, len(by_label))))
