@@ -134,6 +134,7 @@ def _score(case: Case, out: Path, truth: dict, homes: int, difficulty: str, look
             "snapshots": truth["counts"]["snapshots"], "true_pairs": pairs["true"], "reported": pairs["reported"],
             "false_pairs": len(pairs["false_positive"]), "expected_false": expected,
             "precision": pairs["precision"], "recall": pairs["recall"], "recall_informative": pairs["recall_informative"],
+            "recall_identifiable": pairs["recall_identifiable"],
             "accuracy_informative": snaps["accuracy_informative"], "wrong_frames": snaps["wrong"], "review_frames": review,
             "mixups_reported": pairs["home_mixups_reported"], "triage_s": round(seconds, 1),
             "stage": "attribute" if attribute_only else "triage",
@@ -170,7 +171,7 @@ def main() -> None:
         cells = [(h, d, la, refs, s) for h in args.homes for d in args.difficulty for la in args.lookalike
                  for refs in ((True, False) if args.no_references else (True,)) for s in args.seeds]
     columns = ["homes", "difficulty", "lookalike", "refs", "seed", "snapshots", "true_pairs", "reported", "false_pairs",
-               "expected_false", "precision", "recall", "recall_informative", "accuracy_informative", "wrong_frames", "review_frames",
+               "expected_false", "precision", "recall", "recall_informative", "recall_identifiable", "accuracy_informative", "wrong_frames", "review_frames",
                "mixups_reported", "naive_precision", "naive_recall", "naive_accuracy_informative", "triage_s", "stage"]
     print("\t".join(columns), flush=True)
     args.cache.mkdir(parents=True, exist_ok=True)
