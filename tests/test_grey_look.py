@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from camleak.attribute import AttributionParams, _check, _Feats, _pixels_accuse
+from camleak.attribute import AttributionParams, _check, _Feats, _grey_source, _pixels_accuse
 
 GREY, EDGES = 512, 96
 
@@ -133,3 +133,23 @@ def test_pixels_accuse_only_where_no_other_room_matches_nearly_as_well():
     assert not _pixels_accuse("x", "cam-src", "cam-mine", generic, params)
     # The same incident passes with the specificity bar off: it is that bar that holds the frame
     assert _pixels_accuse("x", "cam-src", "cam-mine", generic, AttributionParams(pixel_accuse_apart=-1.0))
+
+
+def test_a_frame_ranked_under_a_look_alike_layout_is_tried_as_the_camera_whose_room_it_plainly_is():
+    # The gradients put the frame nearest cam-rival (a person stood where somebody once stood in
+    # the rival's room); in grey, with the worst-agreeing pixels left out, the room is plainly
+    # cam-src's, and the logged camera (cam-mine) is nothing like it.
+    params = AttributionParams()
+    rng = np.random.default_rng(9)
+    feats = incident(rng, rival_grey=lambda room: unit(rng.normal(size=GREY)),
+                     mine_grey=lambda room: unit(rng.normal(size=GREY)))
+    assert not _pixels_accuse("x", "cam-rival", "cam-mine", feats, params)
+    assert _grey_source("x", "cam-rival", "cam-mine", feats, set(), params) == "cam-src"
+    assert _grey_source("x", "cam-rival", "cam-mine", feats, set(), AttributionParams(pixel_grey_source=False)) is None
+    assert _grey_source("x", "cam-rival", "cam-mine", feats, {"cam-src"}, params) is None  # a stand-in is never the answer
+    # A room the ranked camera's frames match nearly as well proves nothing between the two
+    rng = np.random.default_rng(9)
+    generic = incident(rng, rival_grey=lambda room: unit(room + rng.normal(0, 0.3 / np.sqrt(GREY), GREY)),
+                       mine_grey=lambda room: unit(rng.normal(size=GREY)))
+    assert _pixels_accuse("x", "cam-src", "cam-mine", generic, AttributionParams(pixel_accuse_apart=-1.0))
+    assert _grey_source("x", "cam-rival", "cam-mine", generic, set(), params) is None
