@@ -598,16 +598,6 @@ class _Feats:
         scores = np.sort(self.edges[device][keep] @ self.feats[frame][1])[::-1]
         return _expected_best(scores, n)
 
-    def grey_nearest(self, frame: str, most: int, skip: set[str]) -> list[str]:
-        """The `most` cameras whose own frames match the frame best in plain grey."""
-        grey = self.feats[frame][0]
-        best = []
-        for device in self.ids:
-            keep = self._others(frame, device)
-            if device not in skip and keep is not None:
-                best.append((float((self.grey[device][keep] @ grey).max()), device))
-        return [d for _, d in heapq.nlargest(most, best)]
-
     def trimmed(self, frame: str, device: str, keep: float, kind: str = "edges") -> np.ndarray:
         """Occlusion-tolerant correlations (edges or grey) with each of the device's own frames, best first."""
         index = 1 if kind == "edges" else 0
@@ -922,14 +912,16 @@ def _logged_device(snapshot: str, claims: dict[str, str], registry: Registry) ->
     return logged if logged and registry.known(logged) else None
 
 
-def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: int, chunk: int = 256
-                   ) -> dict[str, list[str]]:
-    """For each frame, the `most` devices whose own frames its thumbnail gradients match best,
-    best first: the cameras it could be by its pixels, wherever the hashes put them."""
+def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: int, chunk: int = 256,
+                   kind: str = "edges") -> dict[str, list[str]]:
+    """For each frame, the `most` devices whose own frames its thumbnail gradients (or, with
+    `kind="grey"`, its plain grey thumbnail) match best, best first: the cameras it could be by
+    its pixels, wherever the hashes put them."""
     frames = [f for f in frames if f in feats.feats]
     if not frames or not devices:
         return {}
-    stacked = np.concatenate([feats.edges[d] for d in devices])
+    index = 0 if kind == "grey" else 1
+    stacked = np.concatenate([(feats.grey if index == 0 else feats.edges)[d] for d in devices])
     starts = np.cumsum([0] + [len(feats.ids[d]) for d in devices[:-1]])
     column: dict[str, list[int]] = defaultdict(list)
     for i, f in enumerate(f for d in devices for f in feats.ids[d]):
@@ -937,7 +929,7 @@ def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: i
     out: dict[str, list[str]] = {}
     for begin in range(0, len(frames), chunk):
         part = frames[begin:begin + chunk]
-        scores = np.stack([feats.feats[f][1] for f in part]) @ stacked.T
+        scores = np.stack([feats.feats[f][index] for f in part]) @ stacked.T
         for row, f in enumerate(part):  # a frame is not its own match (a stand-in exemplar may be itself)
             scores[row, column.get(f, [])] = -np.inf
         best = np.maximum.reduceat(scores, starts, axis=1)
@@ -959,6 +951,11 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
     devices = sorted(d for d in feats.ids if d not in stand_ins)
     # (an unplaced frame is nobody's exemplar: those are references and placed frames)
     ranking = _pixel_nearest([a["frame_id"] for a in orphans], feats, devices, 1 + rivals_kept)
+    accusing = [a["frame_id"] for a in orphans if a["frame_id"] in ranking
+                and registry.accuses(recipients.get(a["snapshot"], ()), ranking[a["frame_id"]][0])]
+    # The rooms nearest each accusing frame in plain grey (stand-ins included: they are impostors
+    # too), for bar 3 and the grey-best camera; one stacked product for all of them
+    impostors = _pixel_nearest(accusing, feats, sorted(feats.ids), params.pixel_impostors + 2, kind="grey")
     found = []
     for a in orphans:
         frame = a["frame_id"]
@@ -973,8 +970,9 @@ def _identify_by_pixels(orphans: list[dict[str, Any]], feats: _Feats, near: dict
             # the hard ones (a person in the way, a view the true camera was never seen in); on 300
             # homes hard look-alike seed 4, 5 of 150 such frames went to a wrong camera that passed
             # it, each a false pair (own views whose camera had no night views of its own).
-            if not _pixels_accuse(frame, source, logged, feats, params):
-                source = _grey_source(frame, source, logged, feats, stand_ins, params)
+            near_in_grey = impostors.get(frame, [])
+            if not _pixels_accuse(frame, source, logged, feats, params, near_in_grey):
+                source = _grey_source(frame, source, logged, feats, stand_ins, params, near_in_grey)
                 if source is None or not registry.accuses(seen_by, source):
                     continue
             own_view = registry.own_view(seen_by, logged)  # (and rule 6 holds for the own camera the log names)
@@ -1028,7 +1026,8 @@ def _placed_by_pixels(a: dict[str, Any], source: str, best: float, registry: Reg
     return a
 
 
-def _pixels_accuse(frame: str, source: str, logged: str | None, feats: _Feats, params: AttributionParams) -> bool:
+def _pixels_accuse(frame: str, source: str, logged: str | None, feats: _Feats, params: AttributionParams,
+                   near_in_grey: list[str] | None = None) -> bool:
     """Whether a frame no anchor or vote placed may accuse from its pixels: its room, in grey with
     the worst-agreeing pixels left out, is plainly its camera's, and plainly not the room of the
     camera its log names (which must have frames of its own to tell). On the grid's 300-home
@@ -1050,11 +1049,20 @@ def _pixels_accuse(frame: str, source: str, logged: str | None, feats: _Feats, p
     # On 300 homes hard look-alike seed 3 a day own view led by 0.0595 (the full check held it):
     # hence 0.08, not 0.06.
     return all(_grey_ahead(own, feats.trimmed(frame, rival, params.occlusion_keep, "grey"), params.pixel_accuse_apart)
-               for rival in feats.grey_nearest(frame, params.pixel_impostors, skip={source, logged}))
+               for rival in _impostors(frame, feats, params, near_in_grey, skip={source, logged}))
+
+
+def _impostors(frame: str, feats: _Feats, params: AttributionParams, near_in_grey: list[str] | None,
+               skip: set[str | None]) -> list[str]:
+    """The `pixel_impostors` cameras whose own frames match the frame best in plain grey, less `skip`."""
+    if near_in_grey is None:
+        near_in_grey = _pixel_nearest([frame], feats, sorted(feats.ids), params.pixel_impostors + len(skip),
+                                      kind="grey").get(frame, [])
+    return [d for d in near_in_grey if d not in skip][: params.pixel_impostors]
 
 
 def _grey_source(frame: str, ranked: str, logged: str | None, feats: _Feats, stand_ins: set[str],
-                 params: AttributionParams) -> str | None:
+                 params: AttributionParams, near_in_grey: list[str] | None = None) -> str | None:
     """The camera whose room the frame plainly shows when that is not the camera its gradients
     ranked first: the best of the grey-nearest cameras in occlusion-tolerant grey, if it passes
     `_pixels_accuse` and leads the ranked one by the same specificity bar. Gradients rank a frame
@@ -1065,15 +1073,25 @@ def _grey_source(frame: str, ranked: str, logged: str | None, feats: _Feats, sta
     one; all 11 were that camera's (none wrong)."""
     if not params.pixel_grey_source or not params.accuse_by_pixels:
         return None
-    best: tuple[float, str] | None = None
-    for device in feats.grey_nearest(frame, params.pixel_impostors, skip={ranked, logged} | stand_ins):
-        scores = feats.trimmed(frame, device, params.occlusion_keep, "grey")
-        if len(scores) and (best is None or float(scores[0]) > best[0]):
-            best = (float(scores[0]), device)
-    if best is None or best[0] < params.pixel_accuse_min:
+    # The candidate is picked on each camera's three frames nearest in plain grey, all in one
+    # product; the bars then see every frame of it.
+    grey = feats.feats[frame][0]
+    rows, owners = [], []
+    for device in _impostors(frame, feats, params, near_in_grey, skip={ranked, logged}):
+        keep = feats._others(frame, device)
+        if device in stand_ins or keep is None:
+            continue
+        top = keep[np.argsort(-(feats.grey[device][keep] @ grey), kind="stable")[:3]]
+        rows.append(feats.grey[device][top])
+        owners.extend([device] * len(top))
+    if not rows:
         return None
-    device = best[1]
-    if not _pixels_accuse(frame, device, logged, feats, params):
+    scores = _trimmed_rows(grey, np.concatenate(rows), params.occlusion_keep)
+    at = int(np.argmax(scores))
+    if float(scores[at]) < params.pixel_accuse_min:
+        return None
+    device = owners[at]
+    if not _pixels_accuse(frame, device, logged, feats, params, near_in_grey):
         return None
     if feats.count(frame, ranked) and not _grey_ahead(feats.trimmed(frame, device, params.occlusion_keep, "grey"),
                                                       feats.trimmed(frame, ranked, params.occlusion_keep, "grey"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from camleak.attribute import AttributionParams, _check, _Feats, _grey_source, _pixels_accuse
+from camleak.attribute import AttributionParams, _check, _Feats, _grey_source, _impostors, _pixels_accuse
 
 GREY, EDGES = 512, 96
 
@@ -129,7 +129,7 @@ def test_pixels_accuse_only_where_no_other_room_matches_nearly_as_well():
     src = float(generic.trimmed("x", "cam-src", 0.85, "grey")[0])
     other = float(generic.trimmed("x", "cam-rival", 0.85, "grey")[0])
     assert src >= params.pixel_accuse_min and src - other < params.pixel_accuse_apart
-    assert generic.grey_nearest("x", 1, skip={"cam-src"}) == ["cam-rival"]
+    assert _impostors("x", generic, params, None, skip={"cam-src", "cam-mine"}) == ["cam-rival"]
     assert not _pixels_accuse("x", "cam-src", "cam-mine", generic, params)
     # The same incident passes with the specificity bar off: it is that bar that holds the frame
     assert _pixels_accuse("x", "cam-src", "cam-mine", generic, AttributionParams(pixel_accuse_apart=-1.0))
