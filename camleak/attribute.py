@@ -31,7 +31,6 @@ under the default home scope, any other camera of the same home.
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 from collections import Counter, OrderedDict, defaultdict
