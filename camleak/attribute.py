@@ -68,6 +68,10 @@ class AttributionParams:
     split_min: float = 0.70  # a part of a split cluster joins an anchor it matches at least this well (grey)...
     split_margin: float = 0.06  # ...and better than any other anchor by this (edges)
     split_sample: int = 64  # anchor frames compared per device when splitting
+    split_candidates: int = 32  # a split cluster of more devices scores each part only against the
+    # this many whose mean anchor gradients it matches best (else parts x devices x samples: ~1,900
+    # devices in one cluster at 10^6); at most this many, every device, as before. 32 is twice the
+    # most seen otherwise (16 at 10^5 thumbnails; 3-4 in the accuracy grid's split clusters)
     verify: bool = True
     identify_by_pixels: bool = True  # frames no anchor or vote placed go to the clearly nearest camera by
     # thumbnail, where that accuses nobody
@@ -431,33 +435,13 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
             u.device, u.kind, u.confidence = d, "logs", conf_of[d]
     pool = {d: sorted(f for u in units if u.device == d for f in u.frames) for d in devices}
     pending = [u for u in free if not u.device]
+    many = len(devices) > params.split_candidates
     for _ in range(3):
-        placed = []
         sampled = {d: pool[d][:: max(1, len(pool[d]) // params.split_sample)] for d in devices}
-        feats = thumbs.features([f for d in devices for f in sampled[d]] + [f for u in pending for f in u.frames])
-        for u in pending:
-            own = [feats[f] for f in u.frames if f in feats]
-            if not own:
-                continue
-            mine_i, mine_g = np.stack([i for i, _ in own]), np.stack([g for _, g in own])
-            scores = []
-            for d in devices:
-                anchor = [feats[f] for f in sampled[d] if f in feats]
-                if not anchor:
-                    scores.append((-1.0, -1.0, d))
-                    continue
-                grey = float((mine_i @ np.stack([i for i, _ in anchor]).T).max())
-                edges = float((mine_g @ np.stack([g for _, g in anchor]).T).max())
-                scores.append((edges, grey, d))
-            scores.sort(reverse=True)
-            (best, grey, device), (second, _, runner) = scores[0], scores[1]
-            if grey >= params.split_min and best - second >= params.split_margin:  # verification has the final word
-                placed.append((u, device))
-            elif grey >= params.split_min and (fine_device := _fine_nearest(u.frames, sampled, thumbs, params)):
-                placed.append((u, fine_device))  # the coarse thumbnails tie; the fine ones do not
-            else:
-                u.review = [device, runner]
-                u.reason = SPLIT_REVIEW + f"{device} as {runner} in a cluster of several cameras"
+        if many:
+            placed = _split_many(pending, devices, sampled, thumbs.case, params)
+        else:
+            placed = _split_few(pending, devices, sampled, thumbs, params)
         for u, device in placed:
             u.device, u.kind, u.confidence, u.review, u.reason = device, kind_of[device], conf_of[device], None, None
             pool[device].extend(u.frames)
@@ -469,6 +453,134 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
             u.review = devices
             u.reason = REVIEW_PREFIX + "part of a cluster of several cameras that no thumbnail places"
     return decision
+
+
+def _split_verdict(u: _Unit, mine: tuple[np.ndarray, np.ndarray], devices: Iterable[str],
+                   anchor: Callable[[str], tuple[np.ndarray, np.ndarray] | None], fine_ties: Callable[[list[tuple]], str | None],
+                   params: AttributionParams) -> str | None:
+    """One round's verdict on one part of a split cluster, scored against `devices` (every device
+    of the cluster, or a few candidates): the device it goes to, or None after marking it for
+    review. `anchor(d)`: the device's sampled anchors' (grey, edges) rows, or None; `fine_ties`
+    gets the coarse scores, best first, when the coarse margin fails."""
+    mine_i, mine_g = mine
+    scores = []
+    for d in devices:
+        a = anchor(d)
+        if a is None:
+            scores.append((-1.0, -1.0, d))
+            continue
+        grey = float((mine_i @ a[0].T).max())
+        edges = float((mine_g @ a[1].T).max())
+        scores.append((edges, grey, d))
+    scores.sort(reverse=True)
+    (best, grey, device), (second, _, runner) = scores[0], scores[1]
+    if grey >= params.split_min and best - second >= params.split_margin:  # verification has the final word
+        return device
+    if grey >= params.split_min and (fine_device := fine_ties(scores)):
+        return fine_device  # the coarse thumbnails tie; the fine ones do not
+    u.review = [device, runner]
+    u.reason = SPLIT_REVIEW + f"{device} as {runner} in a cluster of several cameras"
+    return None
+
+
+def _split_few(pending: list[_Unit], devices: list[str], sampled: dict[str, list[str]], thumbs: "_Thumbs",
+               params: AttributionParams) -> list[tuple[_Unit, str]]:
+    """A round of the split when the cluster holds at most `split_candidates` devices: every part
+    scored against every device, as it always was (the anchors are now stacked once a round and
+    the fine thumbnails read once a round, not once a part: the same products, the same decisions)."""
+    feats = thumbs.features([f for d in devices for f in sampled[d]] + [f for u in pending for f in u.frames])
+    stacked: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for d in devices:
+        anchor = [feats[f] for f in sampled[d] if f in feats]
+        stacked[d] = (np.stack([i for i, _ in anchor]), np.stack([g for _, g in anchor])) if anchor else None
+    fine = _Fine(_fine_reader(thumbs.case), sampled, shift=params.fine_shift) if params.fine_look else None
+    placed = []
+    for u in pending:
+        own = [feats[f] for f in u.frames if f in feats]
+        if not own:
+            continue
+        mine = np.stack([i for i, _ in own]), np.stack([g for _, g in own])
+        device = _split_verdict(u, mine, devices, stacked.get,
+                                lambda _: _fine_nearest(u.frames, sampled, thumbs, params, fine=fine), params)
+        if device:
+            placed.append((u, device))
+    return placed
+
+
+def _split_many(pending: list[_Unit], devices: list[str], sampled: dict[str, list[str]], case: Case,
+                params: AttributionParams, chunk: int = 2048) -> list[tuple[_Unit, str]]:
+    """A round of the split when the cluster holds more than `split_candidates` devices (a chain of
+    look-alike cameras: ~1,900 in one cluster at 10^6). Scoring every part against every device's
+    anchors is parts x devices x samples; instead each part's candidates are the
+    `split_candidates` devices whose mean anchor gradients (one row a device) its frames match
+    best, and only those are scored as `_split_few` scores them. The fine look, when the coarse
+    margin fails, compares the devices the coarse one tied (within `split_margin` of the best),
+    not all candidates. Memory stays bounded: the anchors are kept as raw thumbnails (512 bytes
+    each) and turned into features a device at a time (an LRU of them), the parts' features are
+    read a chunk at a time, and nothing goes into the case-wide thumbnail cache."""
+    ids = [f for d in devices for f in sampled[d]]
+    raw = _read_thumbs(case, ids)
+    kept = {d: [f for f in sampled[d] if f in raw] for d in devices}
+    cached: OrderedDict[str, tuple[np.ndarray, np.ndarray] | None] = OrderedDict()
+
+    def anchor(d: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if d in cached:
+            cached.move_to_end(d)
+            return cached[d]
+        cached[d] = _features([raw[f] for f in kept[d]]) if kept[d] else None
+        if len(cached) > 256:  # ~130 MB of features
+            cached.popitem(last=False)
+        return cached[d]
+
+    # One centroid a device: the mean of its anchors' normalised gradients, normalised again.
+    means = [None if (a := anchor(d)) is None else a[1].mean(axis=0) for d in devices]
+    width = next((len(m) for m in means if m is not None), 0)
+    centroids = np.stack([np.zeros(width, np.float32) if m is None else m / max(float(np.linalg.norm(m)), 1e-6)
+                          for m in means]).astype(np.float32)
+    cached.clear()
+
+    # Pass 1: each part's candidates (parts without a thumbnail are skipped, as in `_split_few`).
+    top = max(2, min(params.split_candidates, len(devices)))  # (the verdict compares the best two)
+    cands: dict[int, np.ndarray] = {}
+    for start in range(0, len(pending), chunk):
+        part = pending[start:start + chunk]
+        found = _read_thumbs(case, [f for u in part for f in u.frames])
+        rows = {f: i for i, f in enumerate(found)}
+        if not rows:
+            continue
+        _, edges = _features(list(found.values()))
+        near = edges @ centroids.T  # (frames, devices)
+        for k, u in enumerate(part):
+            mine = [rows[f] for f in u.frames if f in rows]
+            if mine:
+                best = near[mine].max(axis=0)
+                pick = np.argpartition(-best, top - 1)[:top]
+                cands[start + k] = pick[np.argsort(-best[pick], kind="stable")]
+        del found, rows, edges, near
+
+    # Pass 2: the exact scores, parts taken in the order of their nearest candidate so each
+    # device's anchor features (and fine thumbnails) are built once for the parts near it.
+    order = sorted(cands, key=lambda k: (int(cands[k][0]), k))
+    fine = _Fine(_fine_reader(case), sampled, shift=params.fine_shift, keep_devices=64) if params.fine_look else None
+    placed: list[tuple[int, _Unit, str]] = []
+    for start in range(0, len(order), chunk // 4):
+        part = order[start:start + chunk // 4]
+        found = _read_thumbs(case, [f for k in part for f in pending[k].frames])
+        for k in part:
+            u = pending[k]
+            own = [found[f] for f in u.frames if f in found]
+            mine = _features(own)
+            names = [devices[int(j)] for j in cands[k]]
+
+            def ties(scores: list[tuple], u: _Unit = u) -> str | None:
+                near = [d for e, _, d in scores if e >= scores[0][0] - params.split_margin]
+                return _fine_nearest(u.frames, sampled, None, params, fine=fine, devices=near)
+
+            device = _split_verdict(u, mine, names, anchor, ties, params)
+            if device:
+                placed.append((k, u, device))
+        del found
+    return [(u, d) for _, u, d in sorted(placed, key=lambda t: t[0])]  # in the parts' own order
 
 
 class _Thumbs:
@@ -733,19 +845,21 @@ def _fine_margin(best: float, params: AttributionParams) -> float:
     return params.fine_margin + params.fine_slope * max(0.0, 1.0 - best)
 
 
-def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Thumbs", params: AttributionParams
-                  ) -> str | None:
+def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Thumbs | None", params: AttributionParams,
+                  fine: "_Fine | None" = None, devices: Iterable[str] | None = None) -> str | None:
     """The anchor device the frames' fine thumbnails clearly match best (by the verification's
-    fine margin over the next one), or None."""
+    fine margin over the next one), or None. `fine`: a `_Fine` over these anchors shared between
+    calls (else one is built from `thumbs`' case); `devices`: only these of the anchors."""
     if not params.fine_look:
         return None
-    fine = _Fine(_fine_reader(thumbs.case), anchors, shift=params.fine_shift)
+    fine = fine if fine is not None else _Fine(_fine_reader(thumbs.case), anchors, shift=params.fine_shift)
+    devices = list(anchors) if devices is None else list(devices)
     ranked = []
-    for device in anchors:
+    for device in devices:
         scores = [float(sc[0]) for f in frames if (sc := fine.scores(f, device)) is not None]
         if scores:
             ranked.append((max(scores), device))
-    if len(ranked) < len(anchors) or len(ranked) < 2:
+    if len(ranked) < len(devices) or len(ranked) < 2:
         return None
     ranked.sort(reverse=True)
     (best, device), (second, _) = ranked[0], ranked[1]
