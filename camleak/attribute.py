@@ -966,7 +966,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     whole = _Feats(exemplars, feats)
     if params.fine_look:
         whole.fine = _Fine(_fine_reader(case), whole.ids, shift=params.fine_shift)
-    impostor = _impostor_scores(whole, units)
+    impostor = _impostor_scores(whole, units, most=params.split_candidates)
     near = _hash_near_devices(case, sorted(leaked_frames | unplaced), whole.ids, params)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
     fraction = {r["frame_id"]: r["decoded_fraction"] for r in case.db.query(
@@ -986,6 +986,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     placed += _resolve_split(held, whole, near, recipients, registry, claims, requested, lacking, params)
     evidence += [a for a in placed if registry.accuses(recipients.get(a["snapshot"], ()), a["source_device"])]
     pixel_near = _pixel_nearest(sorted({a["frame_id"] for a in evidence}), whole, sorted(whole.ids), params.pixel_rivals)
+    crowded = _crowded_rivals(evidence, units, unit_of, cluster_devices, whole, params)
     for a in evidence:
         source = a["source_device"]
         frame = a["frame_id"]
@@ -997,7 +998,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         logged = _logged_device(a["snapshot"], claims, registry)
         if logged:
             rivals.add(logged)
-        rivals |= cluster_devices[unit.cluster]
+        rivals |= crowded[frame] if frame in crowded else cluster_devices[unit.cluster]
         rivals |= near.get(frame, set())  # any camera, anywhere, whose own frames hash near this one
         rivals |= set(pixel_near.get(frame, ()))  # ...or whose thumbnails match it best
         rivals.discard(source)
@@ -1026,6 +1027,30 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         verified += 1
         a["p_wrong"] = p_wrong
     return verified, rejected, 0.0
+
+
+def _crowded_rivals(evidence: list[dict[str, Any]], units: dict[str, _Unit], unit_of: dict[str, str],
+                    cluster_devices: dict[int, set[str]], feats: _Feats, params: AttributionParams
+                    ) -> dict[str, set[str]]:
+    """The rivals an evidence frame's cluster gives it, where that cluster holds more than
+    `split_candidates` devices (else every device of its cluster is a rival, as always): the
+    `split_candidates` of them whose exemplars its thumbnail matches best (`_pixel_nearest`, the
+    measure `_check` ranks a rival by), and those with no exemplars at all (a requested one then
+    stops the accusation, as it would have). Checking every frame of a chain of ~1,900 look-alike
+    cameras against all of them is frames x devices."""
+    out: dict[str, set[str]] = {}
+    by_cluster: dict[int, list[str]] = defaultdict(list)
+    for a in evidence:
+        cluster = units[unit_of[a["frame_id"]]].cluster
+        if len(cluster_devices[cluster]) > params.split_candidates:
+            by_cluster[cluster].append(a["frame_id"])
+    for cluster, frames in sorted(by_cluster.items()):
+        devices = cluster_devices[cluster]
+        bare = {d for d in devices if d not in feats.ids}
+        ranking = _pixel_nearest(sorted(set(frames)), feats, sorted(devices - bare), params.split_candidates + 1)
+        for f in frames:
+            out[f] = bare | set(ranking.get(f, ()))
+    return out
 
 
 def _logged_device(snapshot: str, claims: dict[str, str], registry: Registry) -> str | None:
@@ -1351,12 +1376,16 @@ def _hash_near_devices(case: Case, frames: list[str], exemplars: dict[str, list[
     return out
 
 
-def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400) -> np.ndarray:
+def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400, most: int | None = None
+                     ) -> np.ndarray:
     """How far a wrong camera leads the right one, on the incident's own frames: for every pair
     of devices that share a cluster (the confusable ones; with none, a fixed sample of pairs),
     each own frame of the one scored against the other's frames minus against its own others
     (edge correlation). Nearly all are negative; look-alike rooms under camera shake give the
-    positive tail that an accusation's lead must be weighed against."""
+    positive tail that an accusation's lead must be weighed against. In a cluster of more than
+    `most` devices (a chain of look-alikes: ~1,900 in one at 10^6, 1.8 million pairs) a device
+    is paired only with the `most` cluster-mates whose mean exemplar gradients are nearest its
+    own: its confusable ones."""
     devices = sorted(feats.ids)
     if len(devices) < 2:
         return np.zeros(0, dtype=np.float32)
@@ -1364,7 +1393,17 @@ def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400) 
     for u in units.values():
         if u.device and u.device in feats.ids:
             by_cluster[u.cluster].add(u.device)
-    pairs = {tuple(sorted((a, b))) for ds in by_cluster.values() for a in ds for b in ds if a < b}
+    crowded = [ds for ds in by_cluster.values() if most is not None and len(ds) > most]
+    pairs = {tuple(sorted((a, b))) for ds in by_cluster.values() if not (most is not None and len(ds) > most)
+             for a in ds for b in ds if a < b}
+    for ds in crowded:
+        names = sorted(ds)
+        mean = np.stack([feats.edges[d].mean(axis=0) for d in names])
+        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-6)
+        near = mean @ mean.T
+        np.fill_diagonal(near, -np.inf)
+        for i, row in enumerate(np.argpartition(-near, most - 1, axis=1)[:, :most]):
+            pairs.update(tuple(sorted((names[i], names[int(j)]))) for j in row)
     if not pairs:
         rng = np.random.default_rng(12)
         for _ in range(sample):

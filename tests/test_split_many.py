@@ -160,3 +160,28 @@ def test_a_cluster_of_few_cameras_is_split_exactly_as_before(tmp_path):
         got = copy.deepcopy(units)
         _resolve_cluster(1, got, Counter(), ({}, {}), _Thumbs(case), AttributionParams(split_candidates=k))
         assert outcome(got) == expected
+
+
+def test_a_frame_of_a_crowded_cluster_is_checked_against_the_cameras_it_looks_like(tmp_path):
+    # A cluster of 12 cameras (more than the 4 candidates): the rivals it gives an evidence frame
+    # of camera 3's room, in a look-alike flat with camera 7's, are the cameras its thumbnail
+    # matches best, so camera 7 among them, and the camera with no frames of its own to compare.
+    from camleak.attribute import _crowded_rivals, _Feats, _features
+
+    frames, ids = {}, {}
+    for k in range(12):
+        ids[f"cam-{k:02d}"] = [f"e{k}-{i}" for i in range(6)]
+        frames.update({f: view(k) if k != 7 else view(3, 7, 0.15) for f in ids[f"cam-{k:02d}"]})
+    frames["leak"] = view(3)
+    coarse = {f: np.clip(c + np.random.default_rng([i, 4]).normal(0, 6, c.shape), 0, 255).astype(np.uint8).tobytes()
+              for i, (f, (c, _)) in enumerate(frames.items())}
+    grey, edges = _features(list(coarse.values()))
+    feats = _Feats(ids, dict(zip(coarse, zip(grey, edges))))
+    units = {"core:leak": _Unit("core:leak", 1, frames=["leak"], device="cam-03")}
+    devices = {1: set(ids) | {"cam-bare"}}
+    params = AttributionParams(split_candidates=4)
+    rivals = _crowded_rivals([{"frame_id": "leak"}], units, {"leak": "core:leak"}, devices, feats, params)
+    assert {"cam-03", "cam-07", "cam-bare"} <= rivals["leak"]
+    assert len(rivals["leak"]) == 4 + 1 + 1  # the candidates and the source, and the bare one
+    assert _crowded_rivals([{"frame_id": "leak"}], units, {"leak": "core:leak"}, devices, feats,
+                           AttributionParams()) == {}  # 13 devices, not crowded by default
