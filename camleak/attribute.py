@@ -426,14 +426,24 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
     # with best, in rounds (a unit placed becomes an anchor for the next), or to review.
     decision["split"] = 1
     decision["reason"] = "cluster holds several cameras: " + ", ".join(devices)
-    kind_of = {d: ("reference" if any(u.kind == "reference" for u in anchored if u.device == d) else "logs") for d in devices}
-    conf_of = {d: max(((u.confidence or 0.0) for u in anchored if u.device == d), default=params.log_evidence_confidence)
-               for d in devices}
+    # (each by one pass over the units: a pass per device is devices x units, ~10^11 at 10^6)
+    kind_of = {d: "logs" for d in devices}
+    confidences: dict[str, list[float]] = defaultdict(list)
+    for u in anchored:
+        confidences[u.device].append(u.confidence or 0.0)
+        if u.kind == "reference":
+            kind_of[u.device] = "reference"
+    conf_of = {d: max(confidences[d], default=params.log_evidence_confidence) for d in devices}
+    present_here = set(devices)
     for u in free:  # frames whose own logs name only one camera present here: that camera's
         named = set(u.votes)
-        if len(named) == 1 and (d := next(iter(named))) in devices:
+        if len(named) == 1 and (d := next(iter(named))) in present_here:
             u.device, u.kind, u.confidence = d, "logs", conf_of[d]
-    pool = {d: sorted(f for u in units if u.device == d for f in u.frames) for d in devices}
+    pool: dict[str, list[str]] = {d: [] for d in devices}
+    for u in units:
+        if u.device in pool:
+            pool[u.device].extend(u.frames)
+    pool = {d: sorted(frames) for d, frames in pool.items()}
     pending = [u for u in free if not u.device]
     many = len(devices) > params.split_candidates
     for _ in range(3):
