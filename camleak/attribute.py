@@ -264,8 +264,9 @@ def _attribute_case(case: Case, params: AttributionParams) -> AttributionStats:
     stats.unattributed_clusters = stats.clusters - stats.by_reference - stats.by_logs
 
     # Per-snapshot attribution from its unit's outcome.
-    fp_status = {r["frame_id"]: (r["status"], r["reason"]) for r in case.db.query(
-        "select frame_id, status, reason from fingerprints")}
+    fp_status = {r["frame_id"]: (r["status"], r["reason"]) for r in case.db.query(  # (only the unclustered: at
+        "select frame_id, status, reason from fingerprints "  # 10^6 the others are 200 MB of tuples never read)
+        "where frame_id not in (select frame_id from frame_clusters)")}
     attributions: list[dict[str, Any]] = []
     for f in frames:
         if f["role"] != "snapshot":
@@ -286,6 +287,7 @@ def _attribute_case(case: Case, params: AttributionParams) -> AttributionStats:
                 if unit.review:
                     row["candidates"] = json.dumps(sorted(unit.review))
         attributions.append(row)
+    del frames, fp_status  # (a million rows at 10^6: room for verification's features)
 
     by_snapshot = {a["snapshot"]: a for a in attributions}
     if params.verify:
@@ -680,12 +682,18 @@ def _gradients(x: np.ndarray) -> np.ndarray:
 class _Feats:
     """Exemplar features per device, and scores of a frame against a device's own frames."""
 
-    def __init__(self, ids: dict[str, list[str]], feats: dict[str, tuple[np.ndarray, np.ndarray]]):
+    def __init__(self, ids: dict[str, list[str]], feats: dict[str, tuple[np.ndarray, np.ndarray]],
+                 stacks: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None):
+        """`stacks`: each device's (grey, edges) rows of exactly `ids`, where the caller built them
+        (`_exemplar_features`: no second copy of a gigabyte of exemplars at 10^6)."""
         self.feats = feats
         self.ids = {d: [f for f in m if f in feats] for d, m in ids.items()}
         self.ids = {d: m for d, m in self.ids.items() if m}
-        self.grey = {d: np.stack([feats[f][0] for f in m]) for d, m in self.ids.items()}
-        self.edges = {d: np.stack([feats[f][1] for f in m]) for d, m in self.ids.items()}
+        if stacks is not None:
+            self.grey, self.edges = stacks
+        else:
+            self.grey = {d: np.stack([feats[f][0] for f in m]) for d, m in self.ids.items()}
+            self.edges = {d: np.stack([feats[f][1] for f in m]) for d, m in self.ids.items()}
         self._pairs: dict[tuple[str, str], tuple[float, float, float]] = {}
         self._every: dict[str, np.ndarray] = {}
         self._where: dict[str, dict[str, list[int]]] = {}
@@ -990,12 +998,11 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     unplaced = {a["frame_id"] for a in orphans} | {a["frame_id"] for a in held}
     needed = {f for m in exemplars.values() for f in m} | leaked_frames | unplaced
     thumbs = _read_thumbs(case, needed)
-    ids = sorted(thumbs)
-    feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
-    whole = _Feats(exemplars, feats)
+    feats, stacks = _exemplar_features(thumbs, exemplars)
+    whole = _Feats(exemplars, feats, stacks)
     if params.fine_look:
         whole.fine = _Fine(_fine_reader(case), whole.ids, shift=params.fine_shift)
-    impostor = _impostor_scores(whole, units, most=params.split_candidates)
+    impostor = np.sort(_impostor_scores(whole, units, most=params.split_candidates))  # (sorted: `_tail`)
     near = _hash_near_devices(case, sorted(leaked_frames | unplaced), whole.ids, params)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
     fraction = {r["frame_id"]: r["decoded_fraction"] for r in case.db.query(
@@ -1082,31 +1089,68 @@ def _crowded_rivals(evidence: list[dict[str, Any]], units: dict[str, _Unit], uni
     return out
 
 
+def _exemplar_features(thumbs: dict[str, bytes], exemplars: dict[str, list[str]], chunk: int = 4096
+                       ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Features of every frame read, and each device's exemplar rows stacked: computed a device
+    at a time (its stack; an exemplar's own features are views of it) and the other frames a
+    chunk at a time, so at 10^6 (~190,000 exemplars, 1.1 GB of features) they are held once,
+    not also as one batch of every frame beside the stacks."""
+    feats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    grey: dict[str, np.ndarray] = {}
+    edges: dict[str, np.ndarray] = {}
+    for device, members in exemplars.items():
+        present = [f for f in members if f in thumbs]
+        if not present:
+            continue
+        grey[device], edges[device] = _features([thumbs[f] for f in present])
+        for i, f in enumerate(present):
+            feats.setdefault(f, (grey[device][i], edges[device][i]))
+    rest = sorted(f for f in thumbs if f not in feats)
+    for start in range(0, len(rest), chunk):
+        part = rest[start:start + chunk]
+        feats.update(zip(part, zip(*_features([thumbs[f] for f in part]))))
+    return feats, (grey, edges)
+
+
 def _logged_device(snapshot: str, claims: dict[str, str], registry: Registry) -> str | None:
     """The registered device the snapshot's log names, if any: a rival of every accusation."""
     logged = claims.get(snapshot)
     return logged if logged and registry.known(logged) else None
 
 
-def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: int, chunk: int = 256
-                   ) -> dict[str, list[str]]:
+def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: int, chunk: int = 1024,
+                   block: int = 16384) -> dict[str, list[str]]:
     """For each frame, the `most` devices whose own frames its thumbnail gradients match best,
     best first: the cameras it could be by its pixels, wherever the hashes put them."""
     frames = [f for f in frames if f in feats.feats]
     if not frames or not devices:
         return {}
-    stacked = np.concatenate([feats.edges[d] for d in devices])
-    starts = np.cumsum([0] + [len(feats.ids[d]) for d in devices[:-1]])
-    column: dict[str, list[int]] = defaultdict(list)
-    for i, f in enumerate(f for d in devices for f in feats.ids[d]):
-        column[f].append(i)
+    # Devices in blocks of about `block` exemplars, each stacked only while a chunk of frames is
+    # scored against it: all of them at once is another gigabyte at 10^6 (4,000 devices).
+    blocks: list[list[int]] = [[]]
+    rows = 0
+    for k, d in enumerate(devices):
+        if rows >= block:
+            blocks.append([])
+            rows = 0
+        blocks[-1].append(k)
+        rows += len(feats.ids[d])
     out: dict[str, list[str]] = {}
     for begin in range(0, len(frames), chunk):
         part = frames[begin:begin + chunk]
-        scores = np.stack([feats.feats[f][1] for f in part]) @ stacked.T
-        for row, f in enumerate(part):  # a frame is not its own match (a stand-in exemplar may be itself)
-            scores[row, column.get(f, [])] = -np.inf
-        best = np.maximum.reduceat(scores, starts, axis=1)
+        mine = np.stack([feats.feats[f][1] for f in part])
+        best = np.empty((len(part), len(devices)), np.float32)
+        for columns in blocks:
+            names = [devices[k] for k in columns]
+            starts = np.cumsum([0] + [len(feats.ids[d]) for d in names[:-1]])
+            column: dict[str, list[int]] = defaultdict(list)
+            for i, f in enumerate(f for d in names for f in feats.ids[d]):
+                column[f].append(i)
+            scores = mine @ np.concatenate([feats.edges[d] for d in names]).T
+            for row, f in enumerate(part):  # a frame is not its own match (a stand-in exemplar may be itself)
+                if f in column:
+                    scores[row, column[f]] = -np.inf
+            best[:, columns] = np.maximum.reduceat(scores, starts, axis=1)
         for f, row in zip(part, best):
             out[f] = [devices[int(i)] for i in np.argsort(-row, kind="stable")[:most] if np.isfinite(row[i])]
     return out
@@ -1450,10 +1494,12 @@ def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400, 
 
 
 def _tail(impostor: np.ndarray, score: float) -> float:
-    """Share of wrong-camera leads at least `score` (half a draw when none is)."""
+    """Share of wrong-camera leads at least `score` (half a draw when none is). `impostor` sorted:
+    a binary search, not a scan of millions of leads for each accusation at 10^6."""
     if not len(impostor):
         return 1.0
-    return round(max(0.5, float((impostor >= score).sum())) / len(impostor), 6)
+    at_least = len(impostor) - int(np.searchsorted(impostor, np.float32(score), side="left"))
+    return round(max(0.5, float(at_least)) / len(impostor), 6)
 
 
 def _unclustered_reason(status: str, reason: str | None) -> str:
