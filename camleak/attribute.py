@@ -69,9 +69,10 @@ class AttributionParams:
     split_margin: float = 0.06  # ...and better than any other anchor by this (edges)
     split_sample: int = 64  # anchor frames compared per device when splitting
     split_candidates: int = 32  # a split cluster of more devices scores each part only against the
-    # this many whose mean anchor gradients it matches best (else parts x devices x samples: ~1,900
-    # devices in one cluster at 10^6); at most this many, every device, as before. 32 is twice the
-    # most seen otherwise (16 at 10^5 thumbnails; 3-4 in the accuracy grid's split clusters)
+    # this many whose anchors' gradients it matches best (else parts x devices x samples: 1,884
+    # devices in one cluster at 10^6), and verification takes only this many of its devices as a
+    # frame's rivals; at most this many, every device, exactly as before. 32 is twice the most
+    # seen otherwise (16 at 10^5 thumbnails; 3 and 4 in the two accuracy-grid cells measured)
     verify: bool = True
     identify_by_pixels: bool = True  # frames no anchor or vote placed go to the clearly nearest camera by
     # thumbnail, where that accuses nobody
