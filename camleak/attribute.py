@@ -67,6 +67,11 @@ class AttributionParams:
     split_min: float = 0.70  # a part of a split cluster joins an anchor it matches at least this well (grey)...
     split_margin: float = 0.06  # ...and better than any other anchor by this (edges)
     split_sample: int = 64  # anchor frames compared per device when splitting
+    split_candidates: int = 32  # a split cluster of more devices scores each part only against the
+    # this many whose anchors' gradients it matches best (else parts x devices x samples: 1,884
+    # devices in one cluster at 10^6), and verification takes only this many of its devices as a
+    # frame's rivals; at most this many, every device, exactly as before. 32 is twice the most
+    # seen otherwise (16 at 10^5 thumbnails; 3 and 4 in the two accuracy-grid cells measured)
     verify: bool = True
     identify_by_pixels: bool = True  # frames no anchor or vote placed go to the clearly nearest camera by
     # thumbnail, where that accuses nobody
@@ -261,8 +266,9 @@ def _attribute_case(case: Case, params: AttributionParams) -> AttributionStats:
     stats.unattributed_clusters = stats.clusters - stats.by_reference - stats.by_logs
 
     # Per-snapshot attribution from its unit's outcome.
-    fp_status = {r["frame_id"]: (r["status"], r["reason"]) for r in case.db.query(
-        "select frame_id, status, reason from fingerprints")}
+    fp_status = {r["frame_id"]: (r["status"], r["reason"]) for r in case.db.query(  # (only the unclustered: at
+        "select frame_id, status, reason from fingerprints "  # 10^6 the others are 200 MB of tuples never read)
+        "where frame_id not in (select frame_id from frame_clusters)")}
     attributions: list[dict[str, Any]] = []
     for f in frames:
         if f["role"] != "snapshot":
@@ -283,6 +289,7 @@ def _attribute_case(case: Case, params: AttributionParams) -> AttributionStats:
                 if unit.review:
                     row["candidates"] = json.dumps(sorted(unit.review))
         attributions.append(row)
+    del frames, fp_status  # (a million rows at 10^6: room for verification's features)
 
     by_snapshot = {a["snapshot"]: a for a in attributions}
     if params.verify:
@@ -423,42 +430,32 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
     # with best, in rounds (a unit placed becomes an anchor for the next), or to review.
     decision["split"] = 1
     decision["reason"] = "cluster holds several cameras: " + ", ".join(devices)
-    kind_of = {d: ("reference" if any(u.kind == "reference" for u in anchored if u.device == d) else "logs") for d in devices}
-    conf_of = {d: max(((u.confidence or 0.0) for u in anchored if u.device == d), default=params.log_evidence_confidence)
-               for d in devices}
+    # (each by one pass over the units: a pass per device is devices x units, ~10^11 at 10^6)
+    kind_of = {d: "logs" for d in devices}
+    confidences: dict[str, list[float]] = defaultdict(list)
+    for u in anchored:
+        confidences[u.device].append(u.confidence or 0.0)
+        if u.kind == "reference":
+            kind_of[u.device] = "reference"
+    conf_of = {d: max(confidences[d], default=params.log_evidence_confidence) for d in devices}
+    present_here = set(devices)
     for u in free:  # frames whose own logs name only one camera present here: that camera's
         named = set(u.votes)
-        if len(named) == 1 and (d := next(iter(named))) in devices:
+        if len(named) == 1 and (d := next(iter(named))) in present_here:
             u.device, u.kind, u.confidence = d, "logs", conf_of[d]
-    pool = {d: sorted(f for u in units if u.device == d for f in u.frames) for d in devices}
+    pool: dict[str, list[str]] = {d: [] for d in devices}
+    for u in units:
+        if u.device in pool:
+            pool[u.device].extend(u.frames)
+    pool = {d: sorted(frames) for d, frames in pool.items()}
     pending = [u for u in free if not u.device]
+    many = len(devices) > params.split_candidates
     for _ in range(3):
-        placed = []
         sampled = {d: pool[d][:: max(1, len(pool[d]) // params.split_sample)] for d in devices}
-        feats = thumbs.features([f for d in devices for f in sampled[d]] + [f for u in pending for f in u.frames])
-        for u in pending:
-            own = [feats[f] for f in u.frames if f in feats]
-            if not own:
-                continue
-            mine_i, mine_g = np.stack([i for i, _ in own]), np.stack([g for _, g in own])
-            scores = []
-            for d in devices:
-                anchor = [feats[f] for f in sampled[d] if f in feats]
-                if not anchor:
-                    scores.append((-1.0, -1.0, d))
-                    continue
-                grey = float((mine_i @ np.stack([i for i, _ in anchor]).T).max())
-                edges = float((mine_g @ np.stack([g for _, g in anchor]).T).max())
-                scores.append((edges, grey, d))
-            scores.sort(reverse=True)
-            (best, grey, device), (second, _, runner) = scores[0], scores[1]
-            if grey >= params.split_min and best - second >= params.split_margin:  # verification has the final word
-                placed.append((u, device))
-            elif grey >= params.split_min and (fine_device := _fine_nearest(u.frames, sampled, thumbs, params)):
-                placed.append((u, fine_device))  # the coarse thumbnails tie; the fine ones do not
-            else:
-                u.review = [device, runner]
-                u.reason = SPLIT_REVIEW + f"{device} as {runner} in a cluster of several cameras"
+        if many:
+            placed = _split_many(pending, devices, sampled, thumbs.case, params)
+        else:
+            placed = _split_few(pending, devices, sampled, thumbs, params)
         for u, device in placed:
             u.device, u.kind, u.confidence, u.review, u.reason = device, kind_of[device], conf_of[device], None, None
             pool[device].extend(u.frames)
@@ -470,6 +467,153 @@ def _resolve_cluster(cid: int, units: list[_Unit], votes: Counter, cluster_share
             u.review = devices
             u.reason = REVIEW_PREFIX + "part of a cluster of several cameras that no thumbnail places"
     return decision
+
+
+def _split_verdict(u: _Unit, mine: tuple[np.ndarray, np.ndarray], devices: Iterable[str],
+                   anchor: Callable[[str], tuple[np.ndarray, np.ndarray] | None], fine_ties: Callable[[list[tuple]], str | None],
+                   params: AttributionParams) -> str | None:
+    """One round's verdict on one part of a split cluster, scored against `devices` (every device
+    of the cluster, or a few candidates): the device it goes to, or None after marking it for
+    review. `anchor(d)`: the device's sampled anchors' (grey, edges) rows, or None; `fine_ties`
+    gets the coarse scores, best first, when the coarse margin fails."""
+    mine_i, mine_g = mine
+    scores = []
+    for d in devices:
+        a = anchor(d)
+        if a is None:
+            scores.append((-1.0, -1.0, d))
+            continue
+        grey = float((mine_i @ a[0].T).max())
+        edges = float((mine_g @ a[1].T).max())
+        scores.append((edges, grey, d))
+    scores.sort(reverse=True)
+    (best, grey, device), (second, _, runner) = scores[0], scores[1]
+    if grey >= params.split_min and best - second >= params.split_margin:  # verification has the final word
+        return device
+    if grey >= params.split_min and (fine_device := fine_ties(scores)):
+        return fine_device  # the coarse thumbnails tie; the fine ones do not
+    u.review = [device, runner]
+    u.reason = SPLIT_REVIEW + f"{device} as {runner} in a cluster of several cameras"
+    return None
+
+
+def _split_few(pending: list[_Unit], devices: list[str], sampled: dict[str, list[str]], thumbs: "_Thumbs",
+               params: AttributionParams) -> list[tuple[_Unit, str]]:
+    """A round of the split when the cluster holds at most `split_candidates` devices: every part
+    scored against every device, as it always was (the anchors are now stacked once a round and
+    the fine thumbnails read once a round, not once a part: the same products, the same decisions)."""
+    feats = thumbs.features([f for d in devices for f in sampled[d]] + [f for u in pending for f in u.frames])
+    stacked: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for d in devices:
+        anchor = [feats[f] for f in sampled[d] if f in feats]
+        stacked[d] = (np.stack([i for i, _ in anchor]), np.stack([g for _, g in anchor])) if anchor else None
+    fine = _Fine(_fine_reader(thumbs.case), sampled, shift=params.fine_shift) if params.fine_look else None
+    placed = []
+    for u in pending:
+        own = [feats[f] for f in u.frames if f in feats]
+        if not own:
+            continue
+        mine = np.stack([i for i, _ in own]), np.stack([g for _, g in own])
+        device = _split_verdict(u, mine, devices, stacked.get,
+                                lambda _: _fine_nearest(u.frames, sampled, thumbs, params, fine=fine), params)
+        if device:
+            placed.append((u, device))
+    return placed
+
+
+def _split_many(pending: list[_Unit], devices: list[str], sampled: dict[str, list[str]], case: Case,
+                params: AttributionParams, chunk: int = 2048) -> list[tuple[_Unit, str]]:
+    """A round of the split when the cluster holds more than `split_candidates` devices (a chain of
+    look-alike cameras: 1,884 in one cluster at 10^6, 142,856 sampled anchors). Each part is
+    scored as `_split_few` scores it, but only against its candidates: the `split_candidates`
+    devices whose sampled anchors' gradients its frames match best, found by one product of its
+    frames with all anchors (chunks of frames against device-aligned blocks of anchors, the
+    best per device by `np.maximum.reduceat`). Since that is the very measure the verdict ranks
+    by, the best two are among the candidates and the coarse verdict is the one scoring every
+    device gives (to rounding); a centroid a device instead held only 44 of 100 sampled parts'
+    runners-up at 10^6. The fine look, when the coarse margin fails, compares the devices the
+    coarse one tied (within `split_margin` of the best), not every device. Memory stays bounded:
+    the anchors are kept as raw thumbnails (512 bytes each) and turned into features a block or a
+    device at a time, the parts' features a chunk at a time, none in the case-wide cache."""
+    ids = [f for d in devices for f in sampled[d]]
+    raw = _read_thumbs(case, ids)
+    kept = {d: [f for f in sampled[d] if f in raw] for d in devices}
+    cached: OrderedDict[str, tuple[np.ndarray, np.ndarray] | None] = OrderedDict()
+
+    def anchor(d: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if d in cached:
+            cached.move_to_end(d)
+            return cached[d]
+        cached[d] = _features([raw[f] for f in kept[d]]) if kept[d] else None
+        if len(cached) > 256:  # ~130 MB of features
+            cached.popitem(last=False)
+        return cached[d]
+
+    # Device-aligned blocks of about `4 * chunk` anchors: (device indices, their anchors, offsets).
+    blocks: list[tuple[list[int], list[str], list[int]]] = []
+    current: tuple[list[int], list[str], list[int]] = ([], [], [])
+    for k, d in enumerate(devices):
+        if not kept[d]:
+            continue  # (no anchor: never a candidate unless too few devices have one)
+        current[0].append(k)
+        current[2].append(len(current[1]))
+        current[1].extend(kept[d])
+        if len(current[1]) >= 4 * chunk:
+            blocks.append(current)
+            current = ([], [], [])
+    if current[0]:
+        blocks.append(current)
+
+    # Pass 1: each part's candidates (parts without a thumbnail are skipped, as in `_split_few`),
+    # parts taken about `chunk` frames at a time.
+    top = max(2, min(params.split_candidates, len(devices)))  # (the verdict compares the best two)
+    cands: dict[int, np.ndarray] = {}
+    start = 0
+    while start < len(pending):
+        end, size = start, 0
+        while end < len(pending) and (size == 0 or size + len(pending[end].frames) <= chunk):
+            size += len(pending[end].frames)
+            end += 1
+        found = _read_thumbs(case, [f for u in pending[start:end] for f in u.frames])
+        if found:
+            rows = {f: i for i, f in enumerate(found)}
+            _, edges = _features(list(found.values()))
+            best = np.full((len(rows), len(devices)), -np.inf, np.float32)
+            for columns, frames, offsets in blocks:
+                best[:, columns] = np.maximum.reduceat(edges @ _features([raw[f] for f in frames])[1].T, offsets, axis=1)
+            for k in range(start, end):
+                mine = [rows[f] for f in pending[k].frames if f in rows]
+                if mine:
+                    score = best[mine].max(axis=0)
+                    pick = np.argpartition(-score, top - 1)[:top]
+                    cands[k] = pick[np.argsort(-score[pick], kind="stable")]
+            del rows, edges, best
+        del found
+        start = end
+
+    # Pass 2: the exact scores, parts taken in the order of their nearest candidate so each
+    # device's anchor features (and fine thumbnails) are built once for the parts near it.
+    order = sorted(cands, key=lambda k: (int(cands[k][0]), k))
+    fine = _Fine(_fine_reader(case), sampled, shift=params.fine_shift, keep_devices=64) if params.fine_look else None
+    placed: list[tuple[int, _Unit, str]] = []
+    for start in range(0, len(order), chunk // 4):
+        part = order[start:start + chunk // 4]
+        found = _read_thumbs(case, [f for k in part for f in pending[k].frames])
+        for k in part:
+            u = pending[k]
+            own = [found[f] for f in u.frames if f in found]
+            mine = _features(own)
+            names = [devices[int(j)] for j in cands[k]]
+
+            def ties(scores: list[tuple], u: _Unit = u) -> str | None:
+                near = [d for e, _, d in scores if e >= scores[0][0] - params.split_margin]
+                return _fine_nearest(u.frames, sampled, None, params, fine=fine, devices=near)
+
+            device = _split_verdict(u, mine, names, anchor, ties, params)
+            if device:
+                placed.append((k, u, device))
+        del found
+    return [(u, d) for _, u, d in sorted(placed, key=lambda t: t[0])]  # in the parts' own order
 
 
 class _Thumbs:
@@ -540,12 +684,18 @@ def _gradients(x: np.ndarray) -> np.ndarray:
 class _Feats:
     """Exemplar features per device, and scores of a frame against a device's own frames."""
 
-    def __init__(self, ids: dict[str, list[str]], feats: dict[str, tuple[np.ndarray, np.ndarray]]):
+    def __init__(self, ids: dict[str, list[str]], feats: dict[str, tuple[np.ndarray, np.ndarray]],
+                 stacks: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None):
+        """`stacks`: each device's (grey, edges) rows of exactly `ids`, where the caller built them
+        (`_exemplar_features`: no second copy of a gigabyte of exemplars at 10^6)."""
         self.feats = feats
         self.ids = {d: [f for f in m if f in feats] for d, m in ids.items()}
         self.ids = {d: m for d, m in self.ids.items() if m}
-        self.grey = {d: np.stack([feats[f][0] for f in m]) for d, m in self.ids.items()}
-        self.edges = {d: np.stack([feats[f][1] for f in m]) for d, m in self.ids.items()}
+        if stacks is not None:
+            self.grey, self.edges = stacks
+        else:
+            self.grey = {d: np.stack([feats[f][0] for f in m]) for d, m in self.ids.items()}
+            self.edges = {d: np.stack([feats[f][1] for f in m]) for d, m in self.ids.items()}
         self._pairs: dict[tuple[str, str], tuple[float, float, float]] = {}
         self._every: dict[str, np.ndarray] = {}
         self._where: dict[str, dict[str, list[int]]] = {}
@@ -724,19 +874,21 @@ def _fine_margin(best: float, params: AttributionParams) -> float:
     return params.fine_margin + params.fine_slope * max(0.0, 1.0 - best)
 
 
-def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Thumbs", params: AttributionParams
-                  ) -> str | None:
+def _fine_nearest(frames: list[str], anchors: dict[str, list[str]], thumbs: "_Thumbs | None", params: AttributionParams,
+                  fine: "_Fine | None" = None, devices: Iterable[str] | None = None) -> str | None:
     """The anchor device the frames' fine thumbnails clearly match best (by the verification's
-    fine margin over the next one), or None."""
+    fine margin over the next one), or None. `fine`: a `_Fine` over these anchors shared between
+    calls (else one is built from `thumbs`' case); `devices`: only these of the anchors."""
     if not params.fine_look:
         return None
-    fine = _Fine(_fine_reader(thumbs.case), anchors, shift=params.fine_shift)
+    fine = fine if fine is not None else _Fine(_fine_reader(thumbs.case), anchors, shift=params.fine_shift)
+    devices = list(anchors) if devices is None else list(devices)
     ranked = []
-    for device in anchors:
+    for device in devices:
         scores = [float(sc[0]) for f in frames if (sc := fine.scores(f, device)) is not None]
         if scores:
             ranked.append((max(scores), device))
-    if len(ranked) < len(anchors) or len(ranked) < 2:
+    if len(ranked) < len(devices) or len(ranked) < 2:
         return None
     ranked.sort(reverse=True)
     (best, device), (second, _) = ranked[0], ranked[1]
@@ -838,12 +990,11 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     unplaced = {a["frame_id"] for a in orphans} | {a["frame_id"] for a in held}
     needed = {f for m in exemplars.values() for f in m} | leaked_frames | unplaced
     thumbs = _read_thumbs(case, needed)
-    ids = sorted(thumbs)
-    feats = dict(zip(ids, zip(*_features([thumbs[f] for f in ids])))) if ids else {}
-    whole = _Feats(exemplars, feats)
+    feats, stacks = _exemplar_features(thumbs, exemplars)
+    whole = _Feats(exemplars, feats, stacks)
     if params.fine_look:
         whole.fine = _Fine(_fine_reader(case), whole.ids, shift=params.fine_shift)
-    impostor = _impostor_scores(whole, units)
+    impostor = np.sort(_impostor_scores(whole, units, most=params.split_candidates))  # (sorted: `_tail`)
     near = _hash_near_devices(case, sorted(leaked_frames | unplaced), whole.ids, params)
     requested = set(claims.values())  # cameras with log traffic: their frames exist somewhere
     fraction = {r["frame_id"]: r["decoded_fraction"] for r in case.db.query(
@@ -863,6 +1014,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     placed += _resolve_split(held, whole, near, recipients, registry, claims, requested, lacking, params)
     evidence += [a for a in placed if registry.accuses(recipients.get(a["snapshot"], ()), a["source_device"])]
     pixel_near = _pixel_nearest(sorted({a["frame_id"] for a in evidence}), whole, sorted(whole.ids), params.pixel_rivals)
+    crowded = _crowded_rivals(evidence, units, unit_of, cluster_devices, whole, params)
     for a in evidence:
         source = a["source_device"]
         frame = a["frame_id"]
@@ -874,7 +1026,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         logged = _logged_device(a["snapshot"], claims, registry)
         if logged:
             rivals.add(logged)
-        rivals |= cluster_devices[unit.cluster]
+        rivals |= crowded[frame] if frame in crowded else cluster_devices[unit.cluster]
         rivals |= near.get(frame, set())  # any camera, anywhere, whose own frames hash near this one
         rivals |= set(pixel_near.get(frame, ()))  # ...or whose thumbnails match it best
         rivals.discard(source)
@@ -905,14 +1057,61 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     return verified, rejected, 0.0
 
 
+def _crowded_rivals(evidence: list[dict[str, Any]], units: dict[str, _Unit], unit_of: dict[str, str],
+                    cluster_devices: dict[int, set[str]], feats: _Feats, params: AttributionParams
+                    ) -> dict[str, set[str]]:
+    """The rivals an evidence frame's cluster gives it, where that cluster holds more than
+    `split_candidates` devices (else every device of its cluster is a rival, as always): the
+    `split_candidates` of them whose exemplars its thumbnail matches best (`_pixel_nearest`, the
+    measure `_check` ranks a rival by), and those with no exemplars at all (a requested one then
+    stops the accusation, as it would have). Checking every frame of a chain of ~1,900 look-alike
+    cameras against all of them is frames x devices."""
+    out: dict[str, set[str]] = {}
+    by_cluster: dict[int, list[str]] = defaultdict(list)
+    for a in evidence:
+        cluster = units[unit_of[a["frame_id"]]].cluster
+        if len(cluster_devices[cluster]) > params.split_candidates:
+            by_cluster[cluster].append(a["frame_id"])
+    for cluster, frames in sorted(by_cluster.items()):
+        devices = cluster_devices[cluster]
+        bare = {d for d in devices if d not in feats.ids}
+        ranking = _pixel_nearest(sorted(set(frames)), feats, sorted(devices - bare), params.split_candidates + 1)
+        for f in frames:
+            out[f] = bare | set(ranking.get(f, ()))
+    return out
+
+
+def _exemplar_features(thumbs: dict[str, bytes], exemplars: dict[str, list[str]], chunk: int = 4096
+                       ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Features of every frame read, and each device's exemplar rows stacked: computed a device
+    at a time (its stack; an exemplar's own features are views of it) and the other frames a
+    chunk at a time, so at 10^6 (~190,000 exemplars, 1.1 GB of features) they are held once,
+    not also as one batch of every frame beside the stacks."""
+    feats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    grey: dict[str, np.ndarray] = {}
+    edges: dict[str, np.ndarray] = {}
+    for device, members in exemplars.items():
+        present = [f for f in members if f in thumbs]
+        if not present:
+            continue
+        grey[device], edges[device] = _features([thumbs[f] for f in present])
+        for i, f in enumerate(present):
+            feats.setdefault(f, (grey[device][i], edges[device][i]))
+    rest = sorted(f for f in thumbs if f not in feats)
+    for start in range(0, len(rest), chunk):
+        part = rest[start:start + chunk]
+        feats.update(zip(part, zip(*_features([thumbs[f] for f in part]))))
+    return feats, (grey, edges)
+
+
 def _logged_device(snapshot: str, claims: dict[str, str], registry: Registry) -> str | None:
     """The registered device the snapshot's log names, if any: a rival of every accusation."""
     logged = claims.get(snapshot)
     return logged if logged and registry.known(logged) else None
 
 
-def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: int, chunk: int = 256,
-                   kind: str = "edges") -> dict[str, list[str]]:
+def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: int, chunk: int = 1024,
+                   block: int = 16384, kind: str = "edges") -> dict[str, list[str]]:
     """For each frame, the `most` devices whose own frames its thumbnail gradients (or, with
     `kind="grey"`, its plain grey thumbnail) match best, best first: the cameras it could be by
     its pixels, wherever the hashes put them."""
@@ -920,18 +1119,33 @@ def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: i
     if not frames or not devices:
         return {}
     index = 0 if kind == "grey" else 1
-    stacked = np.concatenate([(feats.grey if index == 0 else feats.edges)[d] for d in devices])
-    starts = np.cumsum([0] + [len(feats.ids[d]) for d in devices[:-1]])
-    column: dict[str, list[int]] = defaultdict(list)
-    for i, f in enumerate(f for d in devices for f in feats.ids[d]):
-        column[f].append(i)
+    table = feats.grey if index == 0 else feats.edges
+    # Devices in blocks of about `block` exemplars, each stacked only while a chunk of frames is
+    # scored against it: all of them at once is another gigabyte at 10^6 (4,000 devices).
+    blocks: list[list[int]] = [[]]
+    rows = 0
+    for k, d in enumerate(devices):
+        if rows >= block:
+            blocks.append([])
+            rows = 0
+        blocks[-1].append(k)
+        rows += len(feats.ids[d])
     out: dict[str, list[str]] = {}
     for begin in range(0, len(frames), chunk):
         part = frames[begin:begin + chunk]
-        scores = np.stack([feats.feats[f][index] for f in part]) @ stacked.T
-        for row, f in enumerate(part):  # a frame is not its own match (a stand-in exemplar may be itself)
-            scores[row, column.get(f, [])] = -np.inf
-        best = np.maximum.reduceat(scores, starts, axis=1)
+        mine = np.stack([feats.feats[f][index] for f in part])
+        best = np.empty((len(part), len(devices)), np.float32)
+        for columns in blocks:
+            names = [devices[k] for k in columns]
+            starts = np.cumsum([0] + [len(feats.ids[d]) for d in names[:-1]])
+            column: dict[str, list[int]] = defaultdict(list)
+            for i, f in enumerate(f for d in names for f in feats.ids[d]):
+                column[f].append(i)
+            scores = mine @ np.concatenate([table[d] for d in names]).T
+            for row, f in enumerate(part):  # a frame is not its own match (a stand-in exemplar may be itself)
+                if f in column:
+                    scores[row, column[f]] = -np.inf
+            best[:, columns] = np.maximum.reduceat(scores, starts, axis=1)
         for f, row in zip(part, best):
             out[f] = [devices[int(i)] for i in np.argsort(-row, kind="stable")[:most] if np.isfinite(row[i])]
     return out
@@ -1287,12 +1501,16 @@ def _hash_near_devices(case: Case, frames: list[str], exemplars: dict[str, list[
     return out
 
 
-def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400) -> np.ndarray:
+def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400, most: int | None = None
+                     ) -> np.ndarray:
     """How far a wrong camera leads the right one, on the incident's own frames: for every pair
     of devices that share a cluster (the confusable ones; with none, a fixed sample of pairs),
     each own frame of the one scored against the other's frames minus against its own others
     (edge correlation). Nearly all are negative; look-alike rooms under camera shake give the
-    positive tail that an accusation's lead must be weighed against."""
+    positive tail that an accusation's lead must be weighed against. In a cluster of more than
+    `most` devices (a chain of look-alikes: ~1,900 in one at 10^6, 1.8 million pairs) a device
+    is paired only with the `most` cluster-mates whose mean exemplar gradients are nearest its
+    own: its confusable ones."""
     devices = sorted(feats.ids)
     if len(devices) < 2:
         return np.zeros(0, dtype=np.float32)
@@ -1300,7 +1518,17 @@ def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400) 
     for u in units.values():
         if u.device and u.device in feats.ids:
             by_cluster[u.cluster].add(u.device)
-    pairs = {tuple(sorted((a, b))) for ds in by_cluster.values() for a in ds for b in ds if a < b}
+    crowded = [ds for ds in by_cluster.values() if most is not None and len(ds) > most]
+    pairs = {tuple(sorted((a, b))) for ds in by_cluster.values() if not (most is not None and len(ds) > most)
+             for a in ds for b in ds if a < b}
+    for ds in crowded:
+        names = sorted(ds)
+        mean = np.stack([feats.edges[d].mean(axis=0) for d in names])
+        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-6)
+        near = mean @ mean.T
+        np.fill_diagonal(near, -np.inf)
+        for i, row in enumerate(np.argpartition(-near, most - 1, axis=1)[:, :most]):
+            pairs.update(tuple(sorted((names[i], names[int(j)]))) for j in row)
     if not pairs:
         rng = np.random.default_rng(12)
         for _ in range(sample):
@@ -1318,10 +1546,12 @@ def _impostor_scores(feats: _Feats, units: dict[str, _Unit], sample: int = 400) 
 
 
 def _tail(impostor: np.ndarray, score: float) -> float:
-    """Share of wrong-camera leads at least `score` (half a draw when none is)."""
+    """Share of wrong-camera leads at least `score` (half a draw when none is). `impostor` sorted:
+    a binary search, not a scan of millions of leads for each accusation at 10^6."""
     if not len(impostor):
         return 1.0
-    return round(max(0.5, float((impostor >= score).sum())) / len(impostor), 6)
+    at_least = len(impostor) - int(np.searchsorted(impostor, np.float32(score), side="left"))
+    return round(max(0.5, float(at_least)) / len(impostor), 6)
 
 
 def _unclustered_reason(status: str, reason: str | None) -> str:
