@@ -402,7 +402,16 @@ def test_ctrl_c_mid_step_records_it_interrupted_and_a_rerun_finishes(tiny_incide
            "--set", f"logs={tiny_incident.root / 'logs'}", "--set", f"snapshots={tiny_incident.root / 'snapshots'}",
            *field_map_sets(tiny_incident)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 120
+    # The runner announces the step's command on stderr before it starts it: wait for that line
+    # (polling the case file alone can miss the whole step on a busy machine, while the triage
+    # holds its write lock), then for the attempt to be recorded as running.
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.strip().startswith("$ camleak triage"):
+            break
+    assert proc.poll() is None, "".join(seen)
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             if any(r["step"] == "triage" and r["status"] == "running" for r in attempts(case)):
@@ -410,9 +419,11 @@ def test_ctrl_c_mid_step_records_it_interrupted_and_a_rerun_finishes(tiny_incide
         except sqlite3.Error:
             pass
         time.sleep(0.05)
-    time.sleep(0.5)  # inside the triage
+    time.sleep(0.3)  # inside the triage
+    assert proc.poll() is None, "the playbook ended before the Ctrl-C: " + "".join(seen)
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, rest = proc.communicate(timeout=120)
+    err = "".join(seen) + rest
     assert proc.returncode == 130, err
     assert "interrupted; rerun the same command to continue" in err
     assert [(r["step"], r["status"]) for r in attempts(case) if r["step"] == "triage"] == [("triage", "interrupted")]
