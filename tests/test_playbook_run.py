@@ -401,7 +401,15 @@ def test_ctrl_c_mid_step_records_it_interrupted_and_a_rerun_finishes(tiny_incide
            "--set", f"reports={tmp_path / 'r'}", "--set", f"devices={tiny_incident.devices}",
            "--set", f"logs={tiny_incident.root / 'logs'}", "--set", f"snapshots={tiny_incident.root / 'snapshots'}",
            *field_map_sets(tiny_incident)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def as_at_a_terminal() -> None:
+        # Ctrl-C as a shell in the foreground delivers it: default disposition, not blocked. A
+        # test runner's worker may hand its children SIGINT ignored or blocked (both inherited
+        # across exec), and the run then never sees the Ctrl-C at all.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=as_at_a_terminal)
     # The runner announces the step's command on stderr before it starts it: wait for that line
     # (polling the case file alone can miss the whole step on a busy machine, while the triage
     # holds its write lock), then for the attempt to be recorded as running.
