@@ -1130,17 +1130,21 @@ def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: i
             rows = 0
         blocks[-1].append(k)
         rows += len(feats.ids[d])
+    # Each block's layout (its devices, where each starts, where each frame sits) once, not per chunk
+    layouts: list[tuple[list[int], list[str], np.ndarray, dict[str, list[int]]]] = []
+    for columns in blocks:
+        names = [devices[k] for k in columns]
+        starts = np.cumsum([0] + [len(feats.ids[d]) for d in names[:-1]])
+        column: dict[str, list[int]] = defaultdict(list)
+        for i, f in enumerate(f for d in names for f in feats.ids[d]):
+            column[f].append(i)
+        layouts.append((columns, names, starts, column))
     out: dict[str, list[str]] = {}
     for begin in range(0, len(frames), chunk):
         part = frames[begin:begin + chunk]
         mine = np.stack([feats.feats[f][index] for f in part])
         best = np.empty((len(part), len(devices)), np.float32)
-        for columns in blocks:
-            names = [devices[k] for k in columns]
-            starts = np.cumsum([0] + [len(feats.ids[d]) for d in names[:-1]])
-            column: dict[str, list[int]] = defaultdict(list)
-            for i, f in enumerate(f for d in names for f in feats.ids[d]):
-                column[f].append(i)
+        for columns, names, starts, column in layouts:
             scores = mine @ np.concatenate([table[d] for d in names]).T
             for row, f in enumerate(part):  # a frame is not its own match (a stand-in exemplar may be itself)
                 if f in column:
