@@ -106,6 +106,8 @@ class AttributionParams:
     pixel_impostors: int = 40  # (the cameras nearest the frame in plain grey, where that lead is checked)
     pixel_grey_source: bool = True  # an accusing frame whose room is plainly another camera's than the one its
     # gradients rank first is tried as that camera's, behind the same three bars and the full check
+    same_look: bool = True  # the camera the log names is ruled out only on its frames of the frame's own
+    colour_min: float = 1.5  # look: day colour (chroma at least this) or night infrared (grey) (issue 12)
     max_p_wrong: float = 1.0  # (1: off) an accusation needs a lead that at most this share of wrong-camera leads reach
 
     def signature(self) -> str:
@@ -639,10 +641,10 @@ THUMB_WIDTH = 32
 FINE_SIZE = DEFAULT_FINGERPRINT_PARAMS.fine_size  # (columns, rows)
 
 
-def _read_thumbs(case: Case, frame_ids: Iterable[str], chunk: int = 500, column: str = "thumb") -> dict[str, bytes]:
-    """Raw thumbnails of just these frames (a million-frame case holds half a gigabyte of them,
-    and two gigabytes of the fine ones)."""
-    assert column in ("thumb", "fine")
+def _read_thumbs(case: Case, frame_ids: Iterable[str], chunk: int = 500, column: str = "thumb") -> dict[str, Any]:
+    """Raw thumbnails (or chroma) of just these frames (a million-frame case holds half a
+    gigabyte of thumbnails, and two gigabytes of the fine ones)."""
+    assert column in ("thumb", "fine", "chroma")
     wanted = sorted(set(frame_ids))
     out: dict[str, bytes] = {}
     for start in range(0, len(wanted), chunk):
@@ -700,6 +702,8 @@ class _Feats:
         self._every: dict[str, np.ndarray] = {}
         self._where: dict[str, dict[str, list[int]]] = {}
         self.fine: _Fine | None = None  # the finer thumbnails, where the case has them
+        self.colour: dict[str, bool] = {}  # frame -> day colour (True) or night infrared, where known
+        self._looks: dict[str, dict[bool, np.ndarray] | None] = {}
 
     def _others(self, frame: str, device: str) -> np.ndarray | None:
         """Positions of the device's frames other than `frame` (read-only; shared between calls)."""
@@ -758,6 +762,40 @@ class _Feats:
         if keep is None:
             return None
         return self.ids[device][int(keep[np.argmax(self.edges[device][keep] @ self.feats[frame][1])])]
+
+    def looks(self, device: str) -> dict[bool, np.ndarray] | None:
+        """Positions of the device's frames of each look (colour: True), or None where the look of
+        one of them is not known (a case file fingerprinted before chroma was)."""
+        if device not in self._looks:
+            members = self.ids.get(device, [])
+            if any(f not in self.colour for f in members):
+                self._looks[device] = None
+            else:
+                flags = np.array([self.colour[f] for f in members], dtype=bool)
+                self._looks[device] = {look: np.flatnonzero(flags == look) for look in (True, False)}
+        return self._looks[device]
+
+    def unlike_look(self, frame: str, device: str) -> bool:
+        """Whether none of the device's frames (the frame itself apart) has the frame's look."""
+        look, looks = self.colour.get(frame), self.looks(device)
+        if look is None or looks is None:
+            return False
+        keep = self._others(frame, device)
+        return keep is None or not np.isin(looks[look], keep).any()
+
+    def apart_in_some_look(self, source: str, rival: str, bar: float) -> bool:
+        """Whether, in a look both cameras have frames of, their rooms are plainly different (the
+        pair measure of `pair`, both ways, under `bar`, on those frames only)."""
+        mine, theirs = self.looks(source), self.looks(rival)
+        if mine is None or theirs is None:
+            return False
+        for look in (True, False):
+            a, b = mine[look], theirs[look]
+            if len(a) and len(b):
+                scores = self.edges[source][a] @ self.edges[rival][b].T
+                if max(np.quantile(scores.max(axis=1), 0.75), np.quantile(scores.max(axis=0), 0.75)) < bar:
+                    return True
+        return False
 
     def pair(self, source: str, rival: str) -> tuple[float, float]:
         """How well two cameras' own frames match, typically: the upper quartile, over the source's
@@ -992,6 +1030,8 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
     thumbs = _read_thumbs(case, needed)
     feats, stacks = _exemplar_features(thumbs, exemplars)
     whole = _Feats(exemplars, feats, stacks)
+    if params.same_look:
+        whole.colour = {f: c >= params.colour_min for f, c in _read_thumbs(case, needed, column="chroma").items()}
     if params.fine_look:
         whole.fine = _Fine(_fine_reader(case), whole.ids, shift=params.fine_shift)
     impostor = np.sort(_impostor_scores(whole, units, most=params.split_candidates))  # (sorted: `_tail`)
@@ -1363,6 +1403,16 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
                 return (f"{rival}, which the recipient could have been shown, has no frames of its own to compare with",
                         [rival]), best
             continue
+        if (rival == logged and params.same_look and feats.unlike_look(frame, rival)
+                and not feats.apart_in_some_look(source, rival, params.lookalike_pair)):
+            # The log's word stands unless the camera it names is ruled out on frames of this one's
+            # look: by day colour and night infrared one room differs as much as two rooms do
+            # (3,000 homes hard look-alike seed 1: seven own views of look-alike cameras, each
+            # twin's exemplars all of one look after the twins' frames clustered by look, were
+            # accused as the other twin's). Unless, in a look both have, the two rooms plainly differ.
+            kind = "day colour" if feats.colour[frame] else "night infrared"
+            return (f"{rival}, which the log names, has no {kind} frames like this one to rule it out by",
+                    [rival]), best
         rival_count = feats.count(frame, rival)
         if rival == own_view and rival_count < params.rule_out_frames and best < params.rule_out_best:
             # the log says own view; a camera seen in a handful of frames is not ruled out by a

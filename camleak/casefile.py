@@ -134,6 +134,8 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "contrast": float,  # coarse grey-level contrast: what noise cannot fake (issue 12)
             "thumb": bytes,  # 32x16 grey thumbnail for one-to-one verification of evidence (issue 12)
             "fine": bytes,  # 64x32 grey thumbnail for telling look-alike rooms apart (complete frames only)
+            # mean |Cb-128|+|Cr-128|: day colour against night infrared, which is grey (issue 12)
+            "chroma": float,
             "params": str,
         },
         "frame_id",
@@ -464,10 +466,11 @@ class Case:
         for name, (columns, pk) in SCHEMA.items():
             if not self.db[name].exists():
                 self.db[name].create(columns, pk=pk)
-        runs_columns = self.db["runs"].columns_dict
-        for name in ("wall_s", "cpu_s"):  # case files from before run timings
-            if name not in runs_columns:
-                self.db["runs"].add_column(name, float)
+        for name, (columns, _) in SCHEMA.items():  # case files from before a column was added
+            present = self.db[name].columns_dict
+            for column, kind in columns.items():
+                if column not in present:
+                    self.db[name].add_column(column, kind)
         self.db["inputs"].create_index(["kind", "sha256"], unique=True, if_not_exists=True)
         for table, cols in INDEXES:
             self.db[table].create_index(cols, if_not_exists=True)

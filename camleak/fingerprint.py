@@ -1,8 +1,8 @@
 """Fingerprint stage: perceptual hashes and an informativeness score for every frame.
 
-One decode serves every hash kind: JPEGs are decoded in Pillow's draft mode (DCT-scaled, grey
-only), which is all a 32x32 hash needs. Colour and night-infrared frames of one room meet on
-grey levels. The top band, where cameras burn in their timestamp, is kept out of the hashes.
+One decode serves every hash kind: JPEGs are decoded in Pillow's draft mode (DCT-scaled,
+luma and chroma planes), which is all a 32x32 hash needs. Colour and night-infrared frames of
+one room meet on grey levels; the chroma planes only say which of the two looks a frame has. The top band, where cameras burn in their timestamp, is kept out of the hashes.
 A truncated frame is hashed on the band that decoded, so it can still be matched on that band.
 
 `fingerprint_batch` is a pure function over (frame_id, bytes) pairs, so the work can be
@@ -39,8 +39,9 @@ Image.MAX_IMAGE_PIXELS = 64_000_000  # a decompression bomb is refused, not deco
 class FingerprintParams:
     """Everything that changes what a fingerprint is; recorded with every row."""
 
-    # 3: bands at several levels; 5: all regions in one stacked product; 6: contrast and thumb; 7: fine thumb
-    algorithm: int = 7
+    # 3: bands at several levels; 5: all regions in one stacked product; 6: contrast and thumb; 7: fine thumb;
+    # 8: chroma
+    algorithm: int = 8
     phash_size: int = 16  # (at most 64) 256-bit pHash: distances between homes concentrate far from those within one
     dhash_size: int = 8
     draft_size: tuple[int, int] = (128, 72)
@@ -160,9 +161,10 @@ def _decode_row(frame_id: str, data: bytes, params: FingerprintParams) -> tuple[
         "contrast": None,
         "thumb": None,
         "fine": None,
+        "chroma": None,
     }
     try:
-        grey, size, truncated = _decode_grey(data, params)
+        grey, size, truncated, row["chroma"] = _decode_grey(data, params)
     except Exception as exc:  # any decoder failure is a property of this frame, not of the run
         row.update(status="undecodable", reason=_reason(exc))
         return row, None
@@ -369,12 +371,13 @@ class _truncated_images:
 def _open_draft(data: bytes, params: FingerprintParams) -> Image.Image:
     image = imageguard.open_image(data)
     if image.format == "JPEG":
-        image.draft("L", params.draft_size)
+        image.draft("YCbCr", params.draft_size)  # (luma exactly as a grey draft; chroma for the look)
     return image
 
 
-def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, tuple[int, int], bool]:
-    """Grey image at hash resolution, the original size, and whether the file was truncated."""
+def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, tuple[int, int], bool, float]:
+    """Grey image at hash resolution, the original size, whether the file was truncated, and
+    its chroma (`imageguard.to_grey_and_chroma`)."""
     if not data:
         raise imageguard.ImageRefused("empty file (0 bytes)")
     truncated = False
@@ -391,11 +394,11 @@ def _decode_grey(data: bytes, params: FingerprintParams) -> tuple[Image.Image, t
                 raise
             truncated = True
             image = imageguard.load_truncated(data, lambda d: _open_draft(d, params), _truncated_images)
-    image = imageguard.to_grey(image)  # EXIF orientation, CMYK/16-bit/palette to 8-bit grey
+    image, chroma = imageguard.to_grey_and_chroma(image)  # EXIF orientation, CMYK/16-bit/palette to 8-bit grey
     if image.width > 4 * params.draft_size[0]:
         ratio = (4 * params.draft_size[0]) / image.width
         image = image.resize((4 * params.draft_size[0], max(1, round(image.height * ratio))), Image.Resampling.BOX)
-    return image, size, truncated
+    return image, size, truncated, chroma
 
 
 def _decoded_rows(pixels: np.ndarray) -> int:

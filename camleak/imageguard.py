@@ -2,7 +2,7 @@
 
 The fingerprint stage calls three things from here: `open_image` (refuse bombs before a
 pixel is decoded, repair PNG checksums; an animation is read on its first frame), `to_grey`
-(apply EXIF orientation, bring CMYK, 16-bit, float, palette and alpha images to 8-bit grey
+or `to_grey_and_chroma` (apply EXIF orientation, bring CMYK, 16-bit, float, palette and alpha images to 8-bit grey
 without clipping them flat), and `reason` (one clear sentence for why a frame was not used,
 which ends up in the case file and in the report's `unattributed`).
 """
@@ -10,6 +10,7 @@ which ends up in the case file and in the report's `unattributed`).
 from __future__ import annotations
 
 import io
+import operator
 import struct
 import threading
 import warnings
@@ -108,6 +109,15 @@ _TRANSPOSING = frozenset(range(2, 9))  # the EXIF orientations ImageOps.exif_tra
 
 def to_grey(image: Image.Image) -> Image.Image:
     """8-bit grey, upright: EXIF orientation applied, high bit depths scaled, not clipped."""
+    return to_grey_and_chroma(image)[0]
+
+
+def to_grey_and_chroma(image: Image.Image) -> tuple[Image.Image, float]:
+    """`to_grey`'s image, and how coloured the frame is: the mean |Cb-128| + |Cr-128| (0 for a
+    grey image). A camera in night-infrared mode sends grey frames, by day colour ones; a frame
+    is compared with a camera's frames of its own look (issue 12). A JPEG drafted in YCbCr
+    gives its luma plane as the grey (the very bytes a grey draft decodes to) and its chroma
+    planes for free."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Corrupt EXIF data" would flood stderr from workers
@@ -120,16 +130,38 @@ def to_grey(image: Image.Image) -> Image.Image:
         pass
     mode = image.mode
     if mode == "L":
-        return image
+        return image, 0.0
     if mode.startswith("I") or mode == "F":
-        return _scaled_grey(image)
+        return _scaled_grey(image), 0.0
+    if mode == "YCbCr":
+        return image.getchannel(0), _chroma(image)
     if mode in ("1", "P", "PA", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"):
         via = {"CMYK": "RGB", "YCbCr": "RGB", "PA": "RGBA"}.get(mode)
-        return (image.convert(via) if via else image).convert("L")
+        image = image.convert(via) if via else image
+        return image.convert("L"), _chroma(image)
     try:
-        return image.convert("RGB").convert("L")
+        image = image.convert("RGB")
+        return image.convert("L"), _chroma(image)
     except (ValueError, OSError) as exc:
         raise ImageRefused(f"unsupported colour mode {mode!r}") from exc
+
+
+def _chroma(image: Image.Image) -> float:
+    """Mean |Cb-128| + |Cr-128|, from the histograms (five times cheaper than the pixels); a frame
+    wider than about 160 pixels is reduced first (colour is not in the detail)."""
+    if image.mode in ("1", "L", "LA", "La"):
+        return 0.0
+    if image.mode not in ("RGB", "RGBA", "RGBX", "YCbCr"):
+        image = image.convert("RGB")
+    factor = max(1, image.width // 160)
+    small = image.reduce(factor) if factor > 1 else image
+    if small.mode != "YCbCr":
+        small = small.convert("RGB").convert("YCbCr")
+    total = sum(map(operator.mul, small.histogram()[256:768], _FROM_GREY))  # (cheaper than numpy on 512 counts)
+    return round(total / max(1, small.width * small.height), 2)
+
+
+_FROM_GREY = [abs(level - 128) for level in range(256)] * 2  # the Cb and the Cr histogram
 
 
 def _scaled_grey(image: Image.Image) -> Image.Image:
