@@ -107,6 +107,9 @@ class AttributionParams:
     pixel_grey_source: bool = True  # an accusing frame whose room is plainly another camera's than the one its
     # gradients rank first is tried as that camera's, behind the same three bars and the full check
     same_look: bool = True  # the camera the log names is ruled out only on its frames of the frame's own
+    same_look_rivals: bool = False
+    stray_nearest: bool = False
+    stray_nearest_all: bool = False
     colour_min: float = 1.5  # look: day colour (chroma at least this) or night infrared (grey) (issue 12)
     max_p_wrong: float = 1.0  # (1: off) an accusation needs a lead that at most this share of wrong-camera leads reach
 
@@ -783,15 +786,22 @@ class _Feats:
         keep = self._others(frame, device)
         return keep is None or not np.isin(looks[look], keep).any()
 
-    def apart_in_some_look(self, source: str, rival: str, bar: float) -> bool:
-        """Whether, in a look both cameras have frames of, their rooms are plainly different (the
-        pair measure of `pair`, both ways, under `bar`, on those frames only)."""
+    def share_a_look(self, source: str, rival: str) -> bool:
+        mine, theirs = self.looks(source), self.looks(rival)
+        if mine is None or theirs is None:
+            return True
+        return any(len(mine[look]) and len(theirs[look]) for look in (True, False))
+
+    def apart_in_some_look(self, source: str, rival: str, bar: float, least: int = 3) -> bool:
+        """Whether, in a look both cameras have at least `least` frames of, their rooms are plainly
+        different (the pair measure of `pair`, both ways, under `bar`, on those frames only; one
+        frame of a look-alike, another tint and zoom, can match its twin's as badly as a stranger's)."""
         mine, theirs = self.looks(source), self.looks(rival)
         if mine is None or theirs is None:
             return False
         for look in (True, False):
             a, b = mine[look], theirs[look]
-            if len(a) and len(b):
+            if len(a) >= least and len(b) >= least:
                 scores = self.edges[source][a] @ self.edges[rival][b].T
                 if max(np.quantile(scores.max(axis=1), 0.75), np.quantile(scores.max(axis=0), 0.75)) < bar:
                     return True
@@ -1073,7 +1083,7 @@ def _verify(case: Case, registry: Registry, by_snapshot: dict[str, dict[str, Any
         own_view = registry.own_view(recipients[a["snapshot"]], logged)
         if fraction.get(frame, 1.0) < 1.0:  # truncated: compare only the thumbnail rows that decoded
             problem, best = _check_rows(frame, fraction[frame], source, rivals, logged, requested, thumbs, whole.ids,
-                                        params, own_view)
+                                        params, own_view, colour=whole.colour)
         else:
             problem, best = _check(frame, source, rivals, logged, requested, whole, params, own_view)
         if problem:
@@ -1413,6 +1423,18 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
             kind = "day colour" if feats.colour[frame] else "night infrared"
             return (f"{rival}, which the log names, has no {kind} frames like this one to rule it out by",
                     [rival]), best
+        if params.stray_nearest and (rival == logged or params.stray_nearest_all):
+            nearest_own = feats.nearest(frame, source)
+            if nearest_own is not None:
+                theirs, ours = feats.best(nearest_own, rival), feats.best(nearest_own, source)
+                if theirs is not None and (ours is None or theirs >= ours):
+                    return (f"the frame of {source} it matches best matches {rival} as well as {source}'s own",
+                            [rival]), best
+        if (params.same_look_rivals and rival != logged and feats.unlike_look(frame, rival)
+                and not feats.share_a_look(source, rival)):
+            kind = "day colour" if feats.colour[frame] else "night infrared"
+            return (f"{rival} has no {kind} frames like this one, nor {source} frames of its look, to rule it out by",
+                    [rival]), best
         rival_count = feats.count(frame, rival)
         if rival == own_view and rival_count < params.rule_out_frames and best < params.rule_out_best:
             # the log says own view; a camera seen in a handful of frames is not ruled out by a
@@ -1504,8 +1526,8 @@ def _trimmed_rows(x: np.ndarray, rows: np.ndarray, keep: float) -> np.ndarray:
 
 def _check_rows(frame: str, decoded: float, source: str, rivals: set[str], logged: str | None, requested: set[str],
                 thumbs: dict[str, bytes], ex_ids: dict[str, list[str]], params: AttributionParams,
-                own_view: str | None = None, overlay_top: float = 0.12, height: int = 16, min_rows: int = 6
-                ) -> tuple[tuple[str, list[str]] | None, float]:
+                own_view: str | None = None, overlay_top: float = 0.12, height: int = 16, min_rows: int = 6,
+                colour: dict[str, bool] | None = None) -> tuple[tuple[str, list[str]] | None, float]:
     """`_check` on the thumbnail rows above a truncated frame's grey fill, for every side alike."""
     rows = int(height * (decoded - overlay_top) / (1 - overlay_top))
     if frame not in thumbs or rows < min_rows:
@@ -1513,7 +1535,9 @@ def _check_rows(frame: str, decoded: float, source: str, rivals: set[str], logge
     local_ids = {d: [f for f in ex_ids.get(d, []) if f in thumbs] for d in {source, *rivals}}
     wanted = sorted({frame, *(f for m in local_ids.values() for f in m)})
     feats = dict(zip(wanted, zip(*_features([thumbs[f] for f in wanted], rows))))
-    return _check(frame, source, rivals, logged, requested, _Feats(local_ids, feats), params, own_view)
+    local = _Feats(local_ids, feats)
+    local.colour = colour or {}
+    return _check(frame, source, rivals, logged, requested, local, params, own_view)
 
 
 def _hash_near_devices(case: Case, frames: list[str], exemplars: dict[str, list[str]], params: AttributionParams,
