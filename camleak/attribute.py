@@ -107,9 +107,6 @@ class AttributionParams:
     pixel_grey_source: bool = True  # an accusing frame whose room is plainly another camera's than the one its
     # gradients rank first is tried as that camera's, behind the same three bars and the full check
     same_look: bool = True  # the camera the log names is ruled out only on its frames of the frame's own
-    same_look_rivals: bool = False
-    stray_nearest: bool = False
-    stray_nearest_all: bool = False
     colour_min: float = 1.5  # look: day colour (chroma at least this) or night infrared (grey) (issue 12)
     max_p_wrong: float = 1.0  # (1: off) an accusation needs a lead that at most this share of wrong-camera leads reach
 
@@ -786,12 +783,6 @@ class _Feats:
         keep = self._others(frame, device)
         return keep is None or not np.isin(looks[look], keep).any()
 
-    def share_a_look(self, source: str, rival: str) -> bool:
-        mine, theirs = self.looks(source), self.looks(rival)
-        if mine is None or theirs is None:
-            return True
-        return any(len(mine[look]) and len(theirs[look]) for look in (True, False))
-
     def apart_in_some_look(self, source: str, rival: str, bar: float, least: int = 3) -> bool:
         """Whether, in a look both cameras have at least `least` frames of, their rooms are plainly
         different (the pair measure of `pair`, both ways, under `bar`, on those frames only; one
@@ -1422,18 +1413,6 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
             # accused as the other twin's). Unless, in a look both have, the two rooms plainly differ.
             kind = "day colour" if feats.colour[frame] else "night infrared"
             return (f"{rival}, which the log names, has no {kind} frames like this one to rule it out by",
-                    [rival]), best
-        if params.stray_nearest and (rival == logged or params.stray_nearest_all):
-            nearest_own = feats.nearest(frame, source)
-            if nearest_own is not None:
-                theirs, ours = feats.best(nearest_own, rival), feats.best(nearest_own, source)
-                if theirs is not None and (ours is None or theirs >= ours):
-                    return (f"the frame of {source} it matches best matches {rival} as well as {source}'s own",
-                            [rival]), best
-        if (params.same_look_rivals and rival != logged and feats.unlike_look(frame, rival)
-                and not feats.share_a_look(source, rival)):
-            kind = "day colour" if feats.colour[frame] else "night infrared"
-            return (f"{rival} has no {kind} frames like this one, nor {source} frames of its look, to rule it out by",
                     [rival]), best
         rival_count = feats.count(frame, rival)
         if rival == own_view and rival_count < params.rule_out_frames and best < params.rule_out_best:
