@@ -87,6 +87,7 @@ class AttributionParams:
     pixel_rivals: int = 8  # the cameras whose own thumbnails match an evidence frame best are rivals too
     rule_out_frames: int = 8  # the logged camera, when the recipient may see it, is ruled out on fewer
     rule_out_best: float = 0.75  # ...own frames only by a frame matching its source at least this well
+    own_view_alike: float = 0.60  # ...and not at all when it looks like the source this well one way (rule 6)
     lookalike_lead: float = 0.03  # ...and a frame accuses the one of two look-alikes only if it matches it
     # this much better than any frame of the other matches any of the one
     resolve_split: bool = True  # a frame a split cluster held between its anchors is tried as each of them,
@@ -1425,7 +1426,7 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
         fair = feats.best_of(frame, source, rival_count) if rival_count < own_count else best
         typical, likeness = feats.pair(source, rival)
         lookalike = min(typical, likeness) >= params.lookalike_pair
-        if rival == own_view and max(typical, likeness) >= params.lookalike_pair:
+        if rival == own_view and max(typical, likeness) >= params.own_view_alike:
             # The log says the recipient was shown its own camera, and that camera looks like the
             # source: thumbnails of two look-alike rooms cannot overrule the log (the last false
             # pairs of the grid, 300 homes seed 1 and 1,000 homes seed 1 hard look-alike, were
