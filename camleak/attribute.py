@@ -552,20 +552,9 @@ def _split_many(pending: list[_Unit], devices: list[str], sampled: dict[str, lis
             cached.popitem(last=False)
         return cached[d]
 
-    # Device-aligned blocks of about `4 * chunk` anchors: (device indices, their anchors, offsets).
-    blocks: list[tuple[list[int], list[str], list[int]]] = []
-    current: tuple[list[int], list[str], list[int]] = ([], [], [])
-    for k, d in enumerate(devices):
-        if not kept[d]:
-            continue  # (no anchor: never a candidate unless too few devices have one)
-        current[0].append(k)
-        current[2].append(len(current[1]))
-        current[1].extend(kept[d])
-        if len(current[1]) >= 4 * chunk:
-            blocks.append(current)
-            current = ([], [], [])
-    if current[0]:
-        blocks.append(current)
+    # Device-aligned blocks of about `4 * chunk` anchors (a device with no anchor is never a
+    # candidate unless too few devices have one)
+    blocks = _device_blocks([kept[d] for d in devices], 4 * chunk)
 
     # Pass 1: each part's candidates (parts without a thumbnail are skipped, as in `_split_few`),
     # parts taken about `chunk` frames at a time.
@@ -794,8 +783,8 @@ class _Feats:
         for look in (True, False):
             a, b = mine[look], theirs[look]
             if len(a) >= least and len(b) >= least:
-                scores = self.edges[source][a] @ self.edges[rival][b].T
-                if max(np.quantile(scores.max(axis=1), 0.75), np.quantile(scores.max(axis=0), 0.75)) < bar:
+                typical, likeness, _ = _pair_measure(self.edges[source][a], self.edges[rival][b])
+                if max(typical, likeness) < bar:
                     return True
         return False
 
@@ -807,15 +796,21 @@ class _Feats:
         matches the rest of the other)."""
         key = (source, rival)
         if key not in self._pairs:
-            scores = self.edges[source] @ self.edges[rival].T
-            self._pairs[key] = (float(np.quantile(scores.max(axis=1), 0.75)),
-                                float(np.quantile(scores.max(axis=0), 0.75)), float(scores.max()))
+            self._pairs[key] = _pair_measure(self.edges[source], self.edges[rival])
         return self._pairs[key][:2]
 
     def ceiling(self, source: str, rival: str) -> float:
         """The best any frame of the rival matches any frame of the source."""
         self.pair(source, rival)
         return self._pairs[(source, rival)][2]
+
+
+def _pair_measure(mine: np.ndarray, theirs: np.ndarray) -> tuple[float, float, float]:
+    """`_Feats.pair`'s measure on two sets of gradient rows: the upper quartile of each one's best
+    match among the other's, both ways, and the best match of all."""
+    scores = mine @ theirs.T
+    return (float(np.quantile(scores.max(axis=1), 0.75)), float(np.quantile(scores.max(axis=0), 0.75)),
+            float(scores.max()))
 
 
 def _fine_windows(grads: np.ndarray, shift: int) -> np.ndarray:
@@ -1152,6 +1147,29 @@ def _logged_device(snapshot: str, claims: dict[str, str], registry: Registry) ->
     return logged if logged and registry.known(logged) else None
 
 
+def _device_blocks(members: list[list[str]], rows: int) -> list[tuple[list[int], list[str], list[int]]]:
+    """Devices (by index; those with no frames left out) in consecutive blocks that close once they
+    hold `rows` frames: each block's device indices, its frames in order, and where each device's
+    frames start, so frames scored against one block take each device's best by
+    `np.maximum.reduceat` (a whole incident's exemplars at once is gigabytes at 10^6)."""
+    blocks: list[tuple[list[int], list[str], list[int]]] = []
+    columns: list[int] = []
+    frames: list[str] = []
+    starts: list[int] = []
+    for k, m in enumerate(members):
+        if not m:
+            continue
+        columns.append(k)
+        starts.append(len(frames))
+        frames.extend(m)
+        if len(frames) >= rows:
+            blocks.append((columns, frames, starts))
+            columns, frames, starts = [], [], []
+    if columns:
+        blocks.append((columns, frames, starts))
+    return blocks
+
+
 def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: int, chunk: int = 1024,
                    block: int = 16384, kind: str = "edges") -> dict[str, list[str]]:
     """For each frame, the `most` devices whose own frames its thumbnail gradients (or, with
@@ -1163,24 +1181,14 @@ def _pixel_nearest(frames: list[str], feats: _Feats, devices: list[str], most: i
     index = 0 if kind == "grey" else 1
     table = feats.grey if index == 0 else feats.edges
     # Devices in blocks of about `block` exemplars, each stacked only while a chunk of frames is
-    # scored against it: all of them at once is another gigabyte at 10^6 (4,000 devices).
-    blocks: list[list[int]] = [[]]
-    rows = 0
-    for k, d in enumerate(devices):
-        if rows >= block:
-            blocks.append([])
-            rows = 0
-        blocks[-1].append(k)
-        rows += len(feats.ids[d])
-    # Each block's layout (its devices, where each starts, where each frame sits) once, not per chunk
-    layouts: list[tuple[list[int], list[str], np.ndarray, dict[str, list[int]]]] = []
-    for columns in blocks:
-        names = [devices[k] for k in columns]
-        starts = np.cumsum([0] + [len(feats.ids[d]) for d in names[:-1]])
+    # scored against it: all of them at once is another gigabyte at 10^6 (4,000 devices). Each
+    # block's layout (its devices, where each starts, where each frame sits) once, not per chunk.
+    layouts: list[tuple[list[int], list[str], list[int], dict[str, list[int]]]] = []
+    for columns, members, starts in _device_blocks([feats.ids[d] for d in devices], block):
         column: dict[str, list[int]] = defaultdict(list)
-        for i, f in enumerate(f for d in names for f in feats.ids[d]):
+        for i, f in enumerate(members):
             column[f].append(i)
-        layouts.append((columns, names, starts, column))
+        layouts.append((columns, [devices[k] for k in columns], starts, column))
     out: dict[str, list[str]] = {}
     for begin in range(0, len(frames), chunk):
         part = frames[begin:begin + chunk]

@@ -466,8 +466,8 @@ class Case:
         for name, (columns, pk) in SCHEMA.items():
             if not self.db[name].exists():
                 self.db[name].create(columns, pk=pk)
-        for name, (columns, _) in SCHEMA.items():  # case files from before a column was added
-            present = self.db[name].columns_dict
+                continue
+            present = self.db[name].columns_dict  # a case file from before a column was added
             for column, kind in columns.items():
                 if column not in present:
                     self.db[name].add_column(column, kind)
