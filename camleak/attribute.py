@@ -754,8 +754,8 @@ class _Feats:
             np.fill_diagonal(scores, -np.inf)
             self._support[device] = scores.max(axis=1)
         keep = keep[self._support[device][keep] >= bar]
-        if not len(keep):
-            return -1.0
+        if not len(keep):  # none vouched for (a camera seen in a few frames, each of another look):
+            return None  # nothing to tell its stray frames from the rest by
         return float((self.edges[device][keep] @ self.feats[frame][1]).max())
 
     def best_of(self, frame: str, device: str, n: int) -> float | None:
@@ -1450,12 +1450,6 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
             kind = "day colour" if feats.colour[frame] else "night infrared"
             return (f"{rival}, which the log names, has no {kind} frames like this one to rule it out by",
                     [rival]), best
-        if rival == logged and params.vouched_min and (vouched := feats.vouched(frame, source, params.vouched_min)) is not None \
-                and vouched <= score:
-            # Only frames of the source that its other frames do not vouch for put it ahead of the
-            # camera the log names (a person in the view matched a person: `_Feats.vouched`).
-            return (f"matches {source} better than {rival}, which the log names, only on frames of {source} "
-                    f"that match none of its others", [rival]), best
         rival_count = feats.count(frame, rival)
         if rival == own_view and rival_count < params.rule_out_frames and best < params.rule_out_best:
             # the log says own view; a camera seen in a handful of frames is not ruled out by a
@@ -1477,6 +1471,12 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
             # The bar is 0.50, not rule 4's 0.60: 3,000 homes hard look-alike seed 1 accused a day own
             # view of cam-5306 as its twin cam-0869's, the pair alike at 0.50/0.54.
             return (f"{rival}, the recipient's own camera that the log names, looks like {source}", [rival]), best
+        if rival == logged and params.vouched_min and (vouched := feats.vouched(frame, source, params.vouched_min)) is not None \
+                and vouched <= score:
+            # Only frames of the source that its other frames do not vouch for put it ahead of the
+            # camera the log names (a person in the view matched a person: `_Feats.vouched`).
+            return (f"matches {source} better than {rival}, which the log names, only on frames of {source} "
+                    f"that match none of its others", [rival]), best
         near = score > fair - _margin(best, params)
         # Against a look-alike the lead only counts where it is beyond what the two cameras' own
         # frames reach across: with camera shake as large as the shift between two look-alike
