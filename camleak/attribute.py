@@ -87,6 +87,7 @@ class AttributionParams:
     pixel_rivals: int = 8  # the cameras whose own thumbnails match an evidence frame best are rivals too
     rule_out_frames: int = 8  # the logged camera, when the recipient may see it, is ruled out on fewer
     rule_out_best: float = 0.75  # ...own frames only by a frame matching its source at least this well
+    rule_out_single: float = 0.90  # ...and on one own frame only by one matching it at least this well
     own_view_alike: float = 0.50  # ...and not at all when it looks like the source this well one way (rule 6)
     lookalike_lead: float = 0.03  # ...and a frame accuses the one of two look-alikes only if it matches it
     # this much better than any frame of the other matches any of the one
@@ -1451,11 +1452,15 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
             return (f"{rival}, which the log names, has no {kind} frames like this one to rule it out by",
                     [rival]), best
         rival_count = feats.count(frame, rival)
-        if rival == own_view and rival_count < params.rule_out_frames and best < params.rule_out_best:
+        if rival == own_view and rival_count < params.rule_out_frames and best < (
+                params.rule_out_single if rival_count == 1 else params.rule_out_best):
             # the log says own view; a camera seen in a handful of frames is not ruled out by a
             # loose match (300 homes hard look-alike seed 1: a night own view matched a look-alike
             # at 0.68 and the logged camera's 4 frames at 0.31; of 1,029 true own-view-logged
-            # accusations on seeds 1 and 4, one had both a match below 0.75 and under 8 such frames)
+            # accusations on seeds 1 and 4, one had both a match below 0.75 and under 8 such frames).
+            # One frame is no sample of a camera's looks at all (3,000 homes hard look-alike seed 1:
+            # a day own view matched its look-alike twin at 0.83 and its camera's one other frame at
+            # 0.32; the one true accusation there against a one-frame own camera matched at 0.98)
             return (f"{rival}, the recipient's own camera that the log names, has too few frames of its own "
                     f"({rival_count}) to rule out", [rival]), best
         fair = feats.best_of(frame, source, rival_count) if rival_count < own_count else best
