@@ -737,7 +737,8 @@ class _Feats:
 
     def vouched(self, frame: str, device: str, bar: float) -> float | None:
         """The frame's best edge correlation with those of the device's frames that match
-        another of its frames at least `bar` (its "support"); None where the device has one frame.
+        another of its frames at least `bar` (its "support"); None where the device has one frame
+        or none of its frames is vouched for.
 
         A frame is the device's by the clustering or its log; one its camera's other frames do not
         vouch for (a person filling the view swamps the room's edges) proves little about the room,
