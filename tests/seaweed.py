@@ -70,6 +70,9 @@ class Seaweed:
         args = [binary, "server", "-s3", f"-s3.port={self.s3}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-dir={self.root / 'data'}", f"-master.port={self.master}", f"-volume.port={self.volume}",
                 f"-filer.port={self.filer}", "-volume.max=0", "-master.volumeSizeLimitMB=64",
+                # (its default, 1 % of the disk free, makes a nearly full disk hang the first write:
+                # no volume grows, and the S3 PUT waits; these tests write a few megabytes)
+                "-volume.minFreeSpace=256MiB",
                 "-s3.port.iceberg=0", "-s3.port.lance=0"]
         (self.root / "data").mkdir(exist_ok=True)
         if self.config is not None:
