@@ -7,12 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from camleak.attribute import AttributionParams, _check, _Feats, _grey_source, _impostors, _pixels_accuse
-
-GREY, EDGES = 512, 96
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
+from handmade import EDGES, GREY, unit
 
 
 def person(rng: np.random.Generator, room: np.ndarray, share: float = 0.12) -> np.ndarray:

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from camleak.attribute import AttributionParams, _check, _Feats
-
-GREY, EDGES = 512, 96
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
+from camleak.attribute import _Feats
+from handmade import EDGES, GREY, unit
+from handmade import named_own_view as outcome
 
 
 def incident(named_frames: int, probe_noise: float, seed: int = 1) -> _Feats:
@@ -27,11 +23,6 @@ def incident(named_frames: int, probe_noise: float, seed: int = 1) -> _Feats:
     feats.update({f: tuple(jitter(v) for v in rooms["B"]) for f in ids["cam-named"]})
     feats["x"] = tuple(jitter(v, probe_noise) for v in rooms["A"])
     return _Feats(ids, feats)
-
-
-def outcome(feats: _Feats, **params):
-    return _check("x", "cam-src", {"cam-named"}, "cam-named", set(), feats, AttributionParams(**params),
-                  own_view="cam-named")[0]
 
 
 def test_one_frame_does_not_rule_the_named_own_camera_out_against_a_loose_match():

@@ -12,14 +12,10 @@ import numpy as np
 from PIL import Image
 
 from camleak import fingerprint, imageguard
-from camleak.attribute import AttributionParams, _check, _Feats
+from camleak.attribute import AttributionParams, _Feats
 from camleak.fingerprint import fingerprint_one
-
-GREY, EDGES = 512, 96
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
+from handmade import EDGES, GREY, unit
+from handmade import named_own_view as outcome
 
 
 def twins(rng: np.random.Generator, *, named_day: int = 0, source_night: int = 0, named_room_by_night=None):
@@ -45,11 +41,6 @@ def twins(rng: np.random.Generator, *, named_day: int = 0, source_night: int = 0
     whole = _Feats(ids, feats)
     whole.colour = colour
     return whole
-
-
-def outcome(feats: _Feats, **params):
-    return _check("x", "cam-src", {"cam-named"}, "cam-named", set(), feats, AttributionParams(**params),
-                  own_view="cam-named")[0]
 
 
 def test_a_day_frame_does_not_rule_out_the_named_camera_on_its_night_frames_alone():

@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 
 from camleak.attribute import AttributionParams, _check, _expected_best, _Feats
+from handmade import unit
 
 DIM = 96
 E_DAY, E_NIGHT, E_COPY, E_NIGHT_COPY = range(4)  # directions: a room by day, by night, what a look-alike changes
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
 
 
 def frame(rng: np.random.Generator, parts: dict[int, float], noise: float = 0.2) -> np.ndarray:

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from camleak.attribute import AttributionParams, _check, _Feats
-
-GREY, EDGES = 512, 96
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
+from camleak.attribute import _Feats
+from handmade import EDGES, GREY, unit
+from handmade import named_own_view as outcome
 
 
 def incident(probe_room: str, seed: int = 1) -> _Feats:
@@ -38,11 +34,6 @@ def incident(probe_room: str, seed: int = 1) -> _Feats:
     feats["cam-src:person"] = frame(3.0, "A")
     feats["x"] = frame(3.0, probe_room)
     return _Feats(ids, feats)
-
-
-def outcome(feats: _Feats, **params):
-    return _check("x", "cam-src", {"cam-named"}, "cam-named", set(), feats, AttributionParams(**params),
-                  own_view="cam-named")[0]
 
 
 def test_the_person_frame_is_not_vouched_for_by_its_camera():
