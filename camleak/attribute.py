@@ -112,6 +112,8 @@ class AttributionParams:
     colour_min: float = 1.5  # look: day colour (chroma at least this) or night infrared (grey) (issue 12)
     vouched_min: float = 0.50  # (0: off) the lead over the logged camera counts only on the source's frames
     # that match another of its frames at least this well (edges): see `_Feats.vouched`
+    same_look_apart: bool = True  # a rival too near in edges is ruled out by the fine or grey look only
+    # where it has frames of the frame's own look
     max_p_wrong: float = 1.0  # (1: off) an accusation needs a lead that at most this share of wrong-camera leads reach
 
     def signature(self) -> str:
@@ -1488,8 +1490,13 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
         # frames reach across: with camera shake as large as the shift between two look-alike
         # flats, some frames of the one match the other as well as its own.
         capped = lookalike and best < feats.ceiling(source, rival) + params.lookalike_lead
-        if (near or capped) and not _fine_apart(frame, source, rival, lookalike, feats, params):
-            if _grey_apart(frame, source, rival, feats, params):
+        # The fine and grey looks compare rooms; a rival seen only in the other look (day colour
+        # against night infrared) is no room to compare with, and "apart" there means nothing
+        # (3,000 homes hard look-alike seed 2, never tuned on before: four leaks given to another
+        # camera, their true camera a near rival with 1-4 frames, all of the other look).
+        across = params.same_look_apart and feats.unlike_look(frame, rival)
+        if (near or capped) and (across or not _fine_apart(frame, source, rival, lookalike, feats, params)):
+            if not across and _grey_apart(frame, source, rival, feats, params):
                 by_grey = True
             else:
                 # (neither the finer thumbnail, aligned, nor the grey room told them apart)
