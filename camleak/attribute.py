@@ -1492,8 +1492,8 @@ def _check(frame: str, source: str, rivals: set[str], logged: str | None, reques
         capped = lookalike and best < feats.ceiling(source, rival) + params.lookalike_lead
         # The fine and grey looks compare rooms; a rival seen only in the other look (day colour
         # against night infrared) is no room to compare with, and "apart" there means nothing
-        # (3,000 homes hard look-alike seed 2, never tuned on before: four leaks given to another
-        # camera, their true camera a near rival with 1-4 frames, all of the other look).
+        # (set on 3,000 homes hard look-alike seed 2, 12 hours: four leaks given to another camera,
+        # their true camera a near rival with 1-4 frames, all of the other look; seed 3: no change).
         across = params.same_look_apart and feats.unlike_look(frame, rival)
         if (near or capped) and (across or not _fine_apart(frame, source, rival, lookalike, feats, params)):
             if not across and _grey_apart(frame, source, rival, feats, params):
